@@ -1,0 +1,63 @@
+/**
+ * The one place that loads the native addon, with a type for every native export. The rest of
+ * the library imports `native` from here and never touches the .node file itself.
+ * @module
+ * @internal
+ */
+import * as path from 'node:path';
+import { UffdError, type SysErrorDetails } from './errors';
+
+/** An address as the native layer takes it. */
+export type RawAddress = bigint | number;
+
+/** The native Userfaultfd handle (native/uffd.cc). Modes are raw uAPI bits. */
+export interface NativeUffd {
+  readonly fd: number;
+  close(): void;
+  register(address: RawAddress, length: number, mode: bigint): bigint;
+  unregister(address: RawAddress, length: number): void;
+  wake(address: RawAddress, length: number): void;
+  copy(dst: RawAddress, src: RawAddress | ArrayBufferView | ArrayBuffer, length: number, mode: bigint): number;
+  zeropage(address: RawAddress, length: number, mode: bigint): number;
+  writeProtect(address: RawAddress, length: number, mode: bigint): void;
+  continue(address: RawAddress, length: number, mode: bigint): number;
+  poison(address: RawAddress, length: number, mode: bigint): number;
+  move(dst: RawAddress, src: RawAddress, length: number, mode: bigint): number;
+}
+
+/** The native mapping handle (native/mapping.cc). */
+export interface NativeMapping {
+  readonly address: bigint;
+  readonly length: number;
+  readonly mapped: boolean;
+  buffer(): ArrayBuffer;
+  unmap(): void;
+  madvise(offset: number, length: number, advice: number): void;
+  mprotect(offset: number, length: number, prot: number): void;
+  mremap(newLength: number, mayMove: boolean): bigint;
+}
+
+export interface Binding {
+  setErrorFactory(factory: (details: SysErrorDetails) => Error): void;
+  UffdHandle: new (fd: number, ownsFd: boolean) => NativeUffd;
+  MappingHandle: new (length: number, prot: number, flags: number, fd: number, offset: number) => NativeMapping;
+  /** via: 0 = userfaultfd(2), 1 = /dev/userfaultfd. */
+  openUffd(via: 0 | 1, userModeOnly: boolean): number;
+  apiHandshake(fd: number, features: bigint): { features: bigint; ioctls: bigint };
+  /** The kernel's raw answer to UFFDIO_API: 0 or a positive errno. */
+  rawApi(fd: number, api: bigint, features: bigint): number;
+  pagemapScan(fd: number, args: BigUint64Array, vec: BigUint64Array | null): number;
+  pageSize(): number;
+  memfdCreate(name: string, flags: number): number;
+  dupFd(fd: number): number;
+  closeFd(fd: number): void;
+  gettid(): number;
+}
+
+// node-gyp-build finds build/Release (a source build) or prebuilds/<platform>-<arch> from the
+// package root; this file is compiled to dist/lib/binding.js, two levels below it.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const load = require('node-gyp-build') as (dir: string) => unknown;
+export const native = load(path.join(__dirname, '..', '..')) as Binding;
+
+native.setErrorFactory((details) => new UffdError(details));

@@ -1,0 +1,118 @@
+/**
+ * Errors shaped like Node's own system errors, so `err.code === 'EEXIST'` works as it does for fs.
+ * @module
+ */
+import { getSystemErrorMap, getSystemErrorName } from 'node:util';
+
+/** What the native layer knows about a failed system call. */
+export interface SysErrorDetails {
+  /** Negative errno, as Node reports it. */
+  errno: number;
+  syscall: string;
+  ioctl?: string;
+  /** Bytes done before the failure (resolving ioctls only). */
+  bytes?: number;
+  path?: string;
+}
+
+// What to do about the common failures, keyed by `ioctl-or-syscall:code`, then `*:code`.
+const HINTS: Record<string, string> = {
+  'userfaultfd:EPERM':
+    'unprivileged userfaultfd is off (vm.unprivileged_userfaultfd = 0): open with userModeOnly: true ' +
+    '(Linux >= 5.11), grant CAP_SYS_PTRACE, set sysctl vm.unprivileged_userfaultfd=1, or give ' +
+    'this user read-write access to /dev/userfaultfd (Linux >= 6.1)',
+  'open:EACCES': 'this user may not open /dev/userfaultfd: its file permissions decide (chmod/chgrp it, or use the syscall)',
+  'open:ENOENT': '/dev/userfaultfd is missing (Linux < 6.1, or devtmpfs not mounted)',
+  'UFFDIO_API:EINVAL': 'UFFDIO_API may be called once per fd, and only with features this kernel knows',
+  'UFFDIO_API:EPERM': 'EVENT_FORK needs CAP_SYS_PTRACE',
+  'UFFDIO_REGISTER:EINVAL':
+    'the range must be page aligned (huge-page aligned on hugetlbfs) and inside mappings that support the mode (MINOR is for shmem and hugetlbfs only)',
+  'UFFDIO_REGISTER:EBUSY': 'part of the range is already registered with another userfaultfd',
+  'UFFDIO_REGISTER:EPERM': 'the mapping cannot be written (a read-only shared file mapping)',
+  'UFFDIO_REGISTER:ENOMEM': 'no mapping covers the range',
+  '*:EEXIST': 'the destination is already mapped: treat the fault as resolved and wake its waiters',
+  '*:EAGAIN':
+    'the address space changed (a FORK/REMAP/REMOVE/UNMAP event is unread) or the call made partial progress: read the pending events, then retry from `bytes`',
+  '*:ENOENT': 'no registered mapping covers the destination (or, for MOVE, the source has a hole)',
+  '*:ESRCH': 'the address space this userfaultfd serves has exited',
+  'UFFDIO_CONTINUE:EFAULT': 'the page cache has no page there yet: write it through a second mapping first',
+  'UFFDIO_MOVE:EBUSY': 'a source page is pinned or shared (after fork, or KSM)',
+  'UFFDIO_MOVE:EINVAL': 'MOVE needs private anonymous memory on both sides with equal protections',
+  'UFFDIO_ZEROPAGE:EINVAL': 'ZEROPAGE is not offered on hugetlbfs ranges',
+};
+
+function hintFor(op: string, code: string): string | undefined {
+  return HINTS[`${op}:${code}`] ?? HINTS[`*:${code}`];
+}
+
+/**
+ * A failed system call or ioctl. Like Node's own errors: `code` (`'EEXIST'`), `errno` (negative),
+ * `syscall` (`'ioctl'`), plus `ioctl` (`'UFFDIO_COPY'`) and, for the resolving ioctls, `bytes`:
+ * the progress made before the failure (an `EAGAIN` with `bytes > 0` is partial progress).
+ */
+export class UffdError extends Error {
+  override name = 'UffdError';
+  readonly code: string;
+  readonly errno: number;
+  readonly syscall: string;
+  readonly ioctl?: string;
+  readonly bytes?: number;
+  readonly path?: string;
+
+  constructor(details: SysErrorDetails) {
+    const code = safeErrorName(details.errno);
+    const description = getSystemErrorMap().get(details.errno)?.[1] ?? 'unknown error';
+    const op = details.ioctl ?? details.syscall;
+    const hint = hintFor(op, code);
+    let message = `${op} failed: ${code} (${description})`;
+    if (details.path) message += ` '${details.path}'`;
+    if (details.bytes !== undefined && details.bytes > 0) message += ` after ${details.bytes} bytes`;
+    if (hint) message += `: ${hint}`;
+    super(message);
+    this.code = code;
+    this.errno = details.errno;
+    this.syscall = details.syscall;
+    if (details.ioctl !== undefined) this.ioctl = details.ioctl;
+    if (details.bytes !== undefined) this.bytes = details.bytes;
+    if (details.path !== undefined) this.path = details.path;
+  }
+}
+
+function safeErrorName(errno: number): string {
+  try {
+    return getSystemErrorName(errno);
+  } catch {
+    return `E${-errno}`;
+  }
+}
+
+/**
+ * The running kernel lacks a feature or ioctl this call needs. `feature` names it and `since`
+ * is the first kernel version that has it.
+ */
+export class UnsupportedError extends Error {
+  override name = 'UnsupportedError';
+  readonly code = 'ERR_UFFD_UNSUPPORTED';
+  constructor(
+    readonly feature: string,
+    readonly since: string,
+    detail?: string,
+  ) {
+    super(`${feature} is not supported by this kernel (needs Linux >= ${since})${detail ? `: ${detail}` : ''}`);
+  }
+}
+
+/** A TypeError with Node's `ERR_INVALID_ARG_TYPE` code. */
+export function invalidType(message: string): TypeError {
+  return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_TYPE' });
+}
+
+/** A RangeError with Node's `ERR_OUT_OF_RANGE` code. */
+export function outOfRange(message: string): RangeError {
+  return Object.assign(new RangeError(message), { code: 'ERR_OUT_OF_RANGE' });
+}
+
+/** A TypeError with Node's `ERR_INVALID_ARG_VALUE` code (a value of the right type but unknown). */
+export function invalidValue(message: string): TypeError {
+  return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_VALUE' });
+}

@@ -1,0 +1,20 @@
+/**
+ * userfaultfd for Node.js: the real Linux userfaultfd(2), every UFFDIO_* ioctl, PAGEMAP_SCAN,
+ * and the memory calls around them.
+ * @module userfaultfd
+ */
+export { Userfaultfd, availableFeatureBits } from './userfaultfd';
+export type { OpenOptions, OpenVia, RegisterOptions, CopyOptions, MoveOptions, WakeOption } from './userfaultfd';
+export { Mapping, protBits } from './mapping';
+export type { MappingKind, AnonymousOptions, MemfdOptions, HugetlbOptions, FileOptions, AliasOptions, SubRange } from './mapping';
+export { probe } from './probe';
+export type { ProbeReport, OpenResult } from './probe';
+export { probePagemapScan } from './pagemap';
+export type { PagemapScanSupport } from './pagemap';
+export { UffdError, UnsupportedError } from './errors';
+export type { SysErrorDetails } from './errors';
+export * as constants from './constants';
+export type { FeatureName, FeatureSet, IoctlName, PageCategory, MadviseName, Protection } from './constants';
+export type { Address, Range } from './validate';
+export { pageSize, hugePageSize, thpSize, hugetlbPools } from './sysinfo';
+export type { HugetlbPool } from './sysinfo';

@@ -1,0 +1,344 @@
+/**
+ * The Userfaultfd class: open a uffd, register ranges, resolve faults with the UFFDIO_* ioctls.
+ * @module
+ */
+import { native, type NativeUffd } from './binding';
+import {
+  FEATURES,
+  FEATURE_NAMES,
+  IOCTL_FEATURE,
+  IOCTLS,
+  MODE,
+  REGISTER_MODE,
+  bitsOf,
+  ioctlNames,
+  namesOf,
+  type FeatureName,
+  type FeatureSet,
+  type IoctlName,
+} from './constants';
+import { UffdError, UnsupportedError, invalidType, invalidValue, outOfRange } from './errors';
+import { checkAligned, oneOf, optBool, toAddress, toLength, toOptions, toRange, type Address, type Range } from './validate';
+
+/** How the descriptor is created: userfaultfd(2), or /dev/userfaultfd's USERFAULTFD_IOC_NEW (Linux >= 6.1). */
+export type OpenVia = 'syscall' | 'device';
+
+export interface OpenOptions {
+  /** Features to negotiate with UFFDIO_API. Each must be supported, or open() throws ERR_UFFD_UNSUPPORTED. */
+  features?: readonly FeatureName[];
+  /** Raw UFFD_FEATURE_* bits, added to `features` (for bits this library has no name for). */
+  rawFeatures?: bigint;
+  /**
+   * Deliver only faults raised from user mode (UFFD_USER_MODE_ONLY, Linux >= 5.11). Default true:
+   * it is what an unprivileged process may open. A kernel access to the range (read(2) into it)
+   * then fails with EFAULT instead of raising a fault.
+   */
+  userModeOnly?: boolean;
+  /** 'auto' (default) tries the syscall, then /dev/userfaultfd. */
+  via?: OpenVia | 'auto';
+}
+
+export interface RegisterOptions {
+  /** Faults on pages not present (default true unless wp or minor is set). */
+  missing?: boolean;
+  /** Faults on writes to write-protected pages (Linux >= 5.7; shmem and hugetlbfs >= 5.19). */
+  wp?: boolean;
+  /** Faults on pages present in the page cache but not mapped (shmem, hugetlbfs; Linux >= 5.13). */
+  minor?: boolean;
+}
+
+export interface WakeOption {
+  /** Wake the threads waiting on the range (default true). false is DONTWAKE: call wake() later. */
+  wake?: boolean;
+}
+
+export interface CopyOptions extends WakeOption {
+  /** Map the new pages write-protected (needs a WP registration). */
+  wp?: boolean;
+}
+
+export interface MoveOptions extends WakeOption {
+  /** Skip holes in the source instead of failing with ENOENT. */
+  allowSrcHoles?: boolean;
+}
+
+/** What a UFFDIO_API handshake settled. */
+interface Negotiated {
+  featureBits: bigint;
+  ioctlBits: bigint;
+}
+
+let cachedAvailable: bigint | undefined;
+
+/**
+ * The features this kernel offers, from a UFFDIO_API handshake on a throwaway descriptor (the
+ * kernel allows one handshake per descriptor, so the real one must not be spent on asking).
+ */
+export function availableFeatureBits(): bigint {
+  if (cachedAvailable === undefined) {
+    const fd = openDescriptor('auto', true).fd;
+    try {
+      cachedAvailable = native.apiHandshake(fd, 0n).features;
+    } finally {
+      native.closeFd(fd);
+    }
+  }
+  return cachedAvailable;
+}
+
+/** Opens a descriptor, trying the syscall then the device for 'auto'. */
+export function openDescriptor(via: OpenVia | 'auto', userModeOnly: boolean): { fd: number; via: OpenVia } {
+  if (via === 'syscall') return { fd: native.openUffd(0, userModeOnly), via };
+  if (via === 'device') return { fd: native.openUffd(1, userModeOnly), via };
+  try {
+    return { fd: native.openUffd(0, userModeOnly), via: 'syscall' };
+  } catch (syscallError) {
+    try {
+      return { fd: native.openUffd(1, userModeOnly), via: 'device' };
+    } catch {
+      // The syscall's error is the one that explains what to change.
+      throw syscallError;
+    }
+  }
+}
+
+/** The feature named for a bit, or a readable stand-in for bits this library does not name. */
+function featureOfBit(bit: bigint): { name: string; since: string } {
+  const name = FEATURE_NAMES.find((n) => 1n << BigInt(FEATURES[n].bit) === bit);
+  return name ? { name, since: FEATURES[name].since } : { name: `feature bit 0x${bit.toString(16)}`, since: 'unknown' };
+}
+
+/**
+ * A userfaultfd: a file descriptor through which this process is told of page faults in the
+ * ranges it registered, and resolves them (copy, zeropage, continue, poison, move, writeProtect).
+ *
+ * Touching a registered, unresolved page from the JS thread puts that thread to sleep until the
+ * fault is resolved, so faults must be raised by other threads (a Worker, native threads, libuv's
+ * pool) or served by a native policy.
+ */
+export class Userfaultfd implements Disposable {
+  readonly #handle: NativeUffd;
+  readonly #negotiated: Negotiated;
+  /** How the descriptor was created. */
+  readonly openedVia: OpenVia | 'fd';
+  /** Whether only user-mode faults are delivered. */
+  readonly userModeOnly: boolean;
+  /** The negotiated features by name. */
+  readonly features: FeatureSet;
+
+  private constructor(handle: NativeUffd, negotiated: Negotiated, via: OpenVia | 'fd', userModeOnly: boolean) {
+    this.#handle = handle;
+    this.#negotiated = negotiated;
+    this.openedVia = via;
+    this.userModeOnly = userModeOnly;
+    this.features = namesOf(FEATURES, negotiated.featureBits);
+  }
+
+  /** Open a userfaultfd and negotiate `features` with one UFFDIO_API handshake. */
+  static open(options?: OpenOptions): Userfaultfd {
+    const opts = toOptions(options);
+    const via = oneOf(opts.via ?? 'auto', ['auto', 'syscall', 'device'] as const, 'option via');
+    const userModeOnly = optBool(opts, 'userModeOnly', true);
+    const names = opts.features ?? [];
+    if (!Array.isArray(names)) throw invalidType('option features must be an array of feature names');
+    for (const n of names) {
+      if (typeof n !== 'string' || !(FEATURE_NAMES as string[]).includes(n)) {
+        throw invalidValue(`unknown feature ${String(n)}; known features: ${FEATURE_NAMES.join(', ')}`);
+      }
+    }
+    const raw = opts.rawFeatures ?? 0n;
+    if (typeof raw !== 'bigint' || raw < 0n) throw invalidType('option rawFeatures must be a non-negative bigint');
+    const wanted = bitsOf(FEATURES, names) | raw;
+
+    // Refuse a feature the kernel lacks before any descriptor is made.
+    const missing = wanted & ~availableFeatureBits();
+    if (missing !== 0n) {
+      const lowest = missing & -missing;
+      const { name, since } = featureOfBit(lowest);
+      throw new UnsupportedError(name, since);
+    }
+    const opened = openDescriptor(via, userModeOnly);
+    try {
+      const api = native.apiHandshake(opened.fd, wanted);
+      const handle = new native.UffdHandle(opened.fd, true);
+      return new Userfaultfd(handle, { featureBits: api.features, ioctlBits: api.ioctls }, opened.via, userModeOnly);
+    } catch (err) {
+      native.closeFd(opened.fd);
+      throw err;
+    }
+  }
+
+  /**
+   * Wrap a descriptor that already had its UFFDIO_API handshake, such as `uffd.fd` passed to a
+   * Worker (threads share descriptors). Not owned by default: close() then forgets the number
+   * without closing it, and the opener stays responsible.
+   */
+  static fromFd(fd: number, options?: { features?: readonly FeatureName[]; owned?: boolean; userModeOnly?: boolean }): Userfaultfd {
+    const opts = toOptions(options);
+    if (!Number.isInteger(fd) || fd < 0) throw invalidType('fd must be a file descriptor number');
+    const names = opts.features ?? [];
+    const handle = new native.UffdHandle(fd, optBool(opts, 'owned', false));
+    // Every handshake answers API | REGISTER | UNREGISTER.
+    const ioctlBits = (1n << BigInt(IOCTLS.API)) | (1n << BigInt(IOCTLS.REGISTER)) | (1n << BigInt(IOCTLS.UNREGISTER));
+    return new Userfaultfd(handle, { featureBits: bitsOf(FEATURES, names), ioctlBits }, 'fd', optBool(opts, 'userModeOnly', true));
+  }
+
+  /** The descriptor number; -1 once closed. */
+  get fd(): number {
+    return this.#handle.fd;
+  }
+
+  /** Whether close() has been called. */
+  get closed(): boolean {
+    return this.#handle.fd < 0;
+  }
+
+  /** The negotiated UFFD_FEATURE_* bits, including any this library has no name for. */
+  get featureBits(): bigint {
+    return this.#negotiated.featureBits;
+  }
+
+  /** The ioctls the descriptor accepts (UFFDIO_API's answer: API, REGISTER, UNREGISTER). */
+  get ioctls(): IoctlName[] {
+    return ioctlNames(this.#negotiated.ioctlBits);
+  }
+
+  /**
+   * Register a range for MISSING, WP and/or MINOR faults. Returns the ioctls the kernel allows on
+   * it (hugetlbfs ranges, for example, offer neither ZEROPAGE nor MOVE).
+   */
+  register(range: Range, options?: RegisterOptions): IoctlName[] {
+    const opts = toOptions(options);
+    const wp = optBool(opts, 'wp', false);
+    const minor = optBool(opts, 'minor', false);
+    const missing = optBool(opts, 'missing', !wp && !minor);
+    const mode = (missing ? REGISTER_MODE.MISSING : 0n) | (wp ? REGISTER_MODE.WP : 0n) | (minor ? REGISTER_MODE.MINOR : 0n);
+    return this.registerMode(range, mode);
+  }
+
+  /** register() with raw UFFDIO_REGISTER_MODE_* bits, mode 0 included (which the kernel refuses). */
+  registerMode(range: Range, mode: bigint): IoctlName[] {
+    const r = toRange(range, native.pageSize(), 'register');
+    if (typeof mode !== 'bigint') throw invalidType('mode must be a bigint');
+    return ioctlNames(this.#handle.register(r.address, r.length, mode));
+  }
+
+  /** Unregister a range. Threads waiting on MISSING faults there wake and fault normally. */
+  unregister(range: Range): void {
+    const r = toRange(range, native.pageSize(), 'unregister');
+    this.#handle.unregister(r.address, r.length);
+  }
+
+  /** Wake the threads waiting on faults in a range (after a DONTWAKE resolution). */
+  wake(range: Range): void {
+    const r = toRange(range, native.pageSize(), 'wake');
+    this.#handle.wake(r.address, r.length);
+  }
+
+  /**
+   * UFFDIO_COPY: fill unmapped pages at `dst` with bytes from `src`, a buffer (kept alive for the
+   * call) or an address. `length` defaults to the buffer's size. Returns the bytes copied.
+   * @throws UffdError with `bytes` = progress; EEXIST if `dst` is already mapped.
+   */
+  copy(dst: Address, src: Address | ArrayBufferView | ArrayBuffer, length?: number, options?: CopyOptions): number {
+    const opts = toOptions(options);
+    const d = toAddress(dst, 'dst');
+    let source: bigint | ArrayBufferView | ArrayBuffer;
+    let len: number;
+    if (ArrayBuffer.isView(src) || src instanceof ArrayBuffer) {
+      len = toLength(length ?? src.byteLength, 'length');
+      if (len > src.byteLength) throw outOfRange(`copy: source holds ${src.byteLength} bytes, fewer than ${len}`);
+      source = src;
+    } else {
+      source = toAddress(src, 'src');
+      len = toLength(length, 'length');
+    }
+    checkAligned(d, len, native.pageSize(), 'copy');
+    const mode = (optBool(opts, 'wake', true) ? 0n : MODE.COPY_DONTWAKE) | (optBool(opts, 'wp', false) ? MODE.COPY_WP : 0n);
+    return this.#handle.copy(d, source, len, mode);
+  }
+
+  /** UFFDIO_ZEROPAGE: map zero pages at unmapped `dst`. Not offered on hugetlbfs (EINVAL). */
+  zeropage(dst: Address, length: number, options?: WakeOption): number {
+    const r = this.#range(dst, length, 'zeropage');
+    const mode = optBool(toOptions(options), 'wake', true) ? 0n : MODE.ZEROPAGE_DONTWAKE;
+    return this.#handle.zeropage(r.address, r.length, mode);
+  }
+
+  /** UFFDIO_CONTINUE: map pages already in the page cache (resolves MINOR faults). */
+  continue(dst: Address, length: number, options?: CopyOptions): number {
+    this.#need('CONTINUE');
+    const opts = toOptions(options);
+    const r = this.#range(dst, length, 'continue');
+    const mode = (optBool(opts, 'wake', true) ? 0n : MODE.CONTINUE_DONTWAKE) | (optBool(opts, 'wp', false) ? MODE.CONTINUE_WP : 0n);
+    return this.#handle.continue(r.address, r.length, mode);
+  }
+
+  /** UFFDIO_POISON (Linux >= 6.6): mark pages so that any later access raises SIGBUS. */
+  poison(dst: Address, length: number, options?: WakeOption): number {
+    this.#need('POISON');
+    const r = this.#range(dst, length, 'poison');
+    const mode = optBool(toOptions(options), 'wake', true) ? 0n : MODE.POISON_DONTWAKE;
+    return this.#handle.poison(r.address, r.length, mode);
+  }
+
+  /**
+   * UFFDIO_WRITEPROTECT: protect (`on`) or unprotect a range registered for WP. Unprotecting
+   * wakes the waiting writers unless `wake: false`.
+   */
+  writeProtect(range: Range, on: boolean, options?: WakeOption): void {
+    this.#need('WRITEPROTECT');
+    if (typeof on !== 'boolean') throw invalidType('on must be a boolean');
+    const r = toRange(range, native.pageSize(), 'writeProtect');
+    const wake = optBool(toOptions(options), 'wake', true);
+    const mode = (on ? MODE.WRITEPROTECT_WP : 0n) | (wake ? 0n : MODE.WRITEPROTECT_DONTWAKE);
+    this.#handle.writeProtect(r.address, r.length, mode);
+  }
+
+  /**
+   * UFFDIO_MOVE (Linux >= 6.8): move pages from `src` to unmapped `dst` without copying. Both
+   * sides private anonymous memory of this process; `dst` registered with this uffd.
+   */
+  move(dst: Address, src: Address, length: number, options?: MoveOptions): number {
+    this.#need('MOVE');
+    const opts = toOptions(options);
+    const d = this.#range(dst, length, 'move');
+    const s = toAddress(src, 'src');
+    checkAligned(s, d.length, native.pageSize(), 'move');
+    const mode = (optBool(opts, 'wake', true) ? 0n : MODE.MOVE_DONTWAKE) | (optBool(opts, 'allowSrcHoles', false) ? MODE.MOVE_ALLOW_SRC_HOLES : 0n);
+    return this.#handle.move(d.address, s, d.length, mode);
+  }
+
+  /**
+   * Close the descriptor. The kernel wakes every thread still waiting on a fault of this uffd
+   * once the last reference is gone; they retry and fault normally. A second close does nothing.
+   */
+  close(): void {
+    this.#handle.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** The native handle, for the other modules of this package. @internal */
+  get native(): NativeUffd {
+    return this.#handle;
+  }
+
+  #range(address: Address, length: number, what: string): { address: bigint; length: number } {
+    const a = toAddress(address, 'dst');
+    const len = toLength(length, 'length');
+    checkAligned(a, len, native.pageSize(), what);
+    return { address: a, length: len };
+  }
+
+  // An ioctl newer than the oldest kernels: refuse it by name and version if this kernel lacks it.
+  #need(ioctl: IoctlName): void {
+    const feature = IOCTL_FEATURE[ioctl];
+    if (feature === undefined || (availableFeatureBits() & (1n << BigInt(FEATURES[feature].bit))) !== 0n) return;
+    throw new UnsupportedError(`UFFDIO_${ioctl}`, FEATURES[feature].since, `the kernel does not report ${feature}`);
+  }
+}
+
+export { UffdError };

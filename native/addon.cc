@@ -1,0 +1,28 @@
+// Module entry: creates the per-environment AddonData and lets each concern register its exports.
+#include "addon.h"
+
+#include "errors.h"
+
+AddonData& GetAddonData(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
+
+static Napi::Value SetErrorFactory(const Napi::CallbackInfo& info) {
+  if (!info[0].IsFunction()) {
+    throw Napi::TypeError::New(info.Env(), "setErrorFactory expects a function");
+  }
+  GetAddonData(info.Env()).error_factory = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  // The environment owns the data: the default finalizer deletes it on environment teardown.
+  env.SetInstanceData<AddonData>(data);
+  exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactory, "setErrorFactory"));
+  InitUffd(env, exports, *data);
+  InitMapping(env, exports, *data);
+  InitPagemap(env, exports);
+  InitSysinfo(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(userfaultfd, Init)

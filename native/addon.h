@@ -1,0 +1,20 @@
+// Per-environment state. Everything the addon keeps lives here, in the environment's instance
+// data, so the addon loads in any number of worker_threads at once and each one tears down alone.
+#pragma once
+
+#include <napi.h>
+
+struct AddonData {
+  // Builds the JS UffdError (lib/errors.ts); installed by the TS layer at load time.
+  Napi::FunctionReference error_factory;
+  Napi::FunctionReference uffd_ctor;
+  Napi::FunctionReference mapping_ctor;
+};
+
+AddonData& GetAddonData(Napi::Env env);
+
+// Registration hooks of each file, called from addon.cc's Init.
+void InitUffd(Napi::Env env, Napi::Object exports, AddonData& data);
+void InitMapping(Napi::Env env, Napi::Object exports, AddonData& data);
+void InitPagemap(Napi::Env env, Napi::Object exports);
+void InitSysinfo(Napi::Env env, Napi::Object exports);

@@ -1,0 +1,217 @@
+#include "mapping.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+
+#include "addon.h"
+#include "args.h"
+#include "errors.h"
+
+static const napi_type_tag kMappingTag = {0x75666664a11ce002ULL, 0x6d617070696e6721ULL};
+
+static void CheckReceiver(const Napi::CallbackInfo& info) {
+  Napi::Value self = info.This();
+  if (!self.IsObject() || !self.As<Napi::Object>().CheckTypeTag(&kMappingTag)) {
+    ThrowTypeError(info.Env(), "receiver is not a Mapping handle");
+  }
+}
+
+void Region::Unmap(Napi::Env env) {
+  if (!mapped) return;
+  munmap(addr, length);
+  mapped = false;
+  Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(length));
+}
+
+// Drops one owner's reference; the last owner of a still-mapped region unmaps it.
+static void DropRegion(Napi::Env env, std::shared_ptr<Region>& region) {
+  if (region && region.use_count() == 1) region->Unmap(env);
+  region.reset();
+}
+
+// new MappingHandle(length, prot, flags, fd, offset): mmap at an address of the kernel's choice.
+MappingHandle::MappingHandle(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<MappingHandle>(info) {
+  Napi::Env env = info.Env();
+  uint64_t length = ArgLength(info, 0, "length");
+  uint64_t prot = ArgBits(info, 1, "prot");
+  uint64_t flags = ArgBits(info, 2, "flags");
+  int fd = info[3].IsNumber() && info[3].As<Napi::Number>().Int32Value() == -1
+               ? -1
+               : ArgFd(info, 3, "fd");
+  uint64_t offset = ArgLength(info, 4, "offset");
+  if (length == 0) ThrowRangeError(env, "mapping length must be greater than 0");
+  if (offset % PageSize() != 0) {
+    ThrowRangeError(env, "mapping offset must be a multiple of the page size");
+  }
+  CheckBits(env, prot, PROT_READ | PROT_WRITE | PROT_EXEC, "mmap prot");
+  // MAP_FIXED and friends are refused: a mapping placed over live memory would corrupt the
+  // process. Only the flags a user of this library has reason to pass are accepted.
+  CheckBits(env, flags,
+            MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_POPULATE | MAP_HUGETLB |
+                (0x3fULL << MAP_HUGE_SHIFT),
+            "mmap flags");
+  void* addr = mmap(nullptr, length, static_cast<int>(prot), static_cast<int>(flags), fd,
+                    static_cast<off_t>(offset));
+  if (addr == MAP_FAILED) ThrowSysError(env, {errno, "mmap"});
+  region_ = std::make_shared<Region>();
+  region_->addr = static_cast<uint8_t*>(addr);
+  region_->length = length;
+  region_->mapped = true;
+  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(length));
+  info.This().As<Napi::Object>().TypeTag(&kMappingTag);
+}
+
+void MappingHandle::Finalize(Napi::Env env) { DropRegion(env, region_); }
+
+Region& MappingHandle::LiveRegion(Napi::Env env) {
+  if (!region_ || !region_->mapped) {
+    Napi::Error error = Napi::Error::New(env, "this mapping has been unmapped");
+    error.Set("code", Napi::String::New(env, "ERR_UFFD_UNMAPPED"));
+    throw error;
+  }
+  return *region_;
+}
+
+Napi::Value MappingHandle::GetAddress(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  Region& r = LiveRegion(info.Env());
+  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(r.addr)));
+}
+
+Napi::Value MappingHandle::GetLength(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  return Napi::Number::New(info.Env(),
+                           region_ && region_->mapped ? static_cast<double>(region_->length) : 0);
+}
+
+Napi::Value MappingHandle::GetMapped(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  return Napi::Boolean::New(info.Env(), region_ && region_->mapped);
+}
+
+// The ArrayBuffer over the whole mapping; the same object until unmap() or mremap() replace it.
+Napi::Value MappingHandle::Buffer(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  Napi::Env env = info.Env();
+  Region& r = LiveRegion(env);
+  if (!buffer_.IsEmpty()) {
+    Napi::ArrayBuffer existing = buffer_.Value();
+    if (!existing.IsEmpty() && !existing.IsDetached()) return existing;
+  }
+  // The buffer co-owns the region: its finalizer drops that share.
+  auto* share = new std::shared_ptr<Region>(region_);
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+      env, r.addr, r.length,
+      [](Napi::Env env, void*, std::shared_ptr<Region>* hint) {
+        DropRegion(env, *hint);
+        delete hint;
+      },
+      share);
+  buffer_ = Napi::Weak(ab);
+  return ab;
+}
+
+void MappingHandle::DetachBuffer(Napi::Env env) {
+  if (buffer_.IsEmpty()) return;
+  Napi::ArrayBuffer ab = buffer_.Value();
+  if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
+  buffer_.Reset();
+}
+
+Napi::Value MappingHandle::Unmap(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  Napi::Env env = info.Env();
+  if (!region_ || !region_->mapped) return env.Undefined();  // double unmap is a no-op
+  DetachBuffer(env);
+  region_->Unmap(env);
+  return env.Undefined();
+}
+
+void MappingHandle::SubRange(const Napi::CallbackInfo& info, size_t i, uint8_t** start,
+                             size_t* len) {
+  Napi::Env env = info.Env();
+  Region& r = LiveRegion(env);
+  uint64_t offset = ArgLength(info, i, "offset");
+  uint64_t length = ArgLength(info, i + 1, "length");
+  CheckRange(env, offset, length, PageSize(), "range");
+  if (offset > r.length || length > r.length - offset) {
+    ThrowRangeError(env, "range [" + std::to_string(offset) + ", +" + std::to_string(length) +
+                             ") lies outside the mapping of " + std::to_string(r.length) +
+                             " bytes");
+  }
+  *start = r.addr + offset;
+  *len = length;
+}
+
+// madvise(offset, length, advice): advice is the raw MADV_* number (lib/constants.ts names them).
+Napi::Value MappingHandle::Madvise(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  Napi::Env env = info.Env();
+  uint8_t* start;
+  size_t len;
+  SubRange(info, 0, &start, &len);
+  uint64_t advice = ArgBits(info, 2, "advice");
+  if (advice > 0xffff) ThrowRangeError(env, "advice is out of range");
+  if (madvise(start, len, static_cast<int>(advice)) != 0) ThrowSysError(env, {errno, "madvise"});
+  return env.Undefined();
+}
+
+Napi::Value MappingHandle::Mprotect(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  Napi::Env env = info.Env();
+  uint8_t* start;
+  size_t len;
+  SubRange(info, 0, &start, &len);
+  uint64_t prot = ArgBits(info, 2, "prot");
+  CheckBits(env, prot, PROT_READ | PROT_WRITE | PROT_EXEC, "mprotect prot");
+  if (mprotect(start, len, static_cast<int>(prot)) != 0) ThrowSysError(env, {errno, "mprotect"});
+  return env.Undefined();
+}
+
+// mremap(newLength, mayMove): grows or shrinks the mapping. The old ArrayBuffer is detached
+// whether or not the address changes, since its length is no longer the mapping's.
+Napi::Value MappingHandle::Mremap(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  Napi::Env env = info.Env();
+  Region& r = LiveRegion(env);
+  uint64_t new_length = ArgLength(info, 0, "newLength");
+  bool may_move = info[1].ToBoolean().Value();
+  if (new_length == 0 || new_length % PageSize() != 0) {
+    ThrowRangeError(env, "newLength must be a positive multiple of the page size");
+  }
+  void* addr = mremap(r.addr, r.length, new_length, may_move ? MREMAP_MAYMOVE : 0);
+  if (addr == MAP_FAILED) ThrowSysError(env, {errno, "mremap"});
+  DetachBuffer(env);
+  // Buffers over the old range are detached above, but a share may still be held by one that
+  // the GC has not finalized yet; the region object itself is what they share, so update it.
+  Napi::MemoryManagement::AdjustExternalMemory(
+      env, static_cast<int64_t>(new_length) - static_cast<int64_t>(r.length));
+  r.addr = static_cast<uint8_t*>(addr);
+  r.length = new_length;
+  return GetAddress(info);
+}
+
+Napi::Function MappingHandle::DefineClass(Napi::Env env) {
+  return ObjectWrap<MappingHandle>::DefineClass(
+      env, "MappingHandle",
+      {
+          InstanceAccessor<&MappingHandle::GetAddress>("address"),
+          InstanceAccessor<&MappingHandle::GetLength>("length"),
+          InstanceAccessor<&MappingHandle::GetMapped>("mapped"),
+          InstanceMethod<&MappingHandle::Buffer>("buffer"),
+          InstanceMethod<&MappingHandle::Unmap>("unmap"),
+          InstanceMethod<&MappingHandle::Madvise>("madvise"),
+          InstanceMethod<&MappingHandle::Mprotect>("mprotect"),
+          InstanceMethod<&MappingHandle::Mremap>("mremap"),
+      });
+}
+
+void InitMapping(Napi::Env env, Napi::Object exports, AddonData& data) {
+  Napi::Function ctor = MappingHandle::DefineClass(env);
+  data.mapping_ctor = Napi::Persistent(ctor);
+  exports.Set("MappingHandle", ctor);
+}

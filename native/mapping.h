@@ -1,0 +1,47 @@
+// Mappings made by mmap and handed to JS as external ArrayBuffers (no copy).
+//
+// The memory is shared by two owners: the MappingHandle and every ArrayBuffer created over it.
+// Whoever is last to go (explicit unmap() aside) unmaps, so a Uint8Array that outlives its
+// Mapping object never points at freed memory. An explicit unmap() detaches the current
+// ArrayBuffer first, so later access through it throws instead of touching unmapped memory.
+#pragma once
+
+#include <napi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+struct Region {
+  uint8_t* addr = nullptr;
+  size_t length = 0;
+  bool mapped = false;
+
+  // munmap once, and give the size back to the GC's external-memory account.
+  void Unmap(Napi::Env env);
+};
+
+class MappingHandle : public Napi::ObjectWrap<MappingHandle> {
+ public:
+  static Napi::Function DefineClass(Napi::Env env);
+  explicit MappingHandle(const Napi::CallbackInfo& info);
+  void Finalize(Napi::Env env) override;
+
+ private:
+  Region& LiveRegion(Napi::Env env);  // throws ERR_UFFD_UNMAPPED once unmapped
+  void DetachBuffer(Napi::Env env);
+  // Resolves (offset, length) arguments at i, i+1 to an absolute page-aligned subrange.
+  void SubRange(const Napi::CallbackInfo& info, size_t i, uint8_t** start, size_t* len);
+
+  Napi::Value GetAddress(const Napi::CallbackInfo& info);
+  Napi::Value GetLength(const Napi::CallbackInfo& info);
+  Napi::Value GetMapped(const Napi::CallbackInfo& info);
+  Napi::Value Buffer(const Napi::CallbackInfo& info);
+  Napi::Value Unmap(const Napi::CallbackInfo& info);
+  Napi::Value Madvise(const Napi::CallbackInfo& info);
+  Napi::Value Mprotect(const Napi::CallbackInfo& info);
+  Napi::Value Mremap(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<Region> region_;
+  Napi::Reference<Napi::ArrayBuffer> buffer_;  // weak: the GC decides the buffer's life
+};

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Build a cpio initramfs that boots straight into the package's mocha suite.
+#
+#   test/vm/initramfs.sh ARCH PKG_DIR OUT.cpio [MOCHA_ARG...]
+#   VM_WATCHDOG=SECONDS (env, default 580): in-guest watchdog that reports the test that hangs
+#   (and what the kernel says node's threads wait on) and powers off, before the host's outer
+#   `timeout -s KILL` has to kill the VM blind.
+#
+# ARCH     arm64 | x64
+# PKG_DIR  a staged package for that ARCH (package.json, .mocharc.*, dist/, node_modules with
+#          the test's runtime closure, build/Release/*.node built for ARCH); it becomes /pkg.
+# The guest is only: busybox-static (shell + mount + poweroff), the dynamic loader and the few
+# libraries Node needs, Node at a real path (/usr/local/bin/node: tests spawn process.execPath),
+# /pkg and /init.  No disk image: the kernel unpacks this archive into its rootfs.
+#
+# The archive is not compressed on purpose: under TCG the guest's decompressor is slow, and
+# copying ~100 MB of plain cpio costs the kernel less than gunzipping it.
+set -euo pipefail
+
+ARCH="$1"; PKG="$(cd "$2" && pwd)"; OUT="$3"; shift 3
+CACHE="${UFFD_VM_CACHE:-$HOME/.cache/userfaultfd-vm}"
+NODE_VER=$(node -p process.versions.node)
+
+ROOT="$(mktemp -d /tmp/uffd-initramfs.XXXXXX)"
+trap 'rm -rf "$ROOT"' EXIT
+mkdir -p "$ROOT"/{bin,sbin,dev,proc,sys,tmp,root,etc,usr/local/bin,lib}
+
+# A stripped copy of node, cached (stripping the debug info saves ~15 MB of cpio per boot).
+stripped_node() { # SRC STRIP_TOOL -> prints cached path
+  local src="$1" strip="$2" dst="$CACHE/node-bin/$ARCH-$NODE_VER/node"
+  if [ ! -x "$dst" ] || [ "$src" -nt "$dst" ]; then
+    mkdir -p "$(dirname "$dst")"; "$strip" -o "$dst.tmp" "$src"; mv "$dst.tmp" "$dst"
+  fi
+  echo "$dst"
+}
+
+case "$ARCH" in
+  arm64)
+    SYS="$CACHE/sysroot-arm64"
+    [ -f "$SYS/.done" ] || { echo "initramfs: run test/vm/fetch.sh first" >&2; exit 1; }
+    cp "$SYS/bin/busybox" "$ROOT/bin/busybox"
+    # The whole libc6 lib dir is ~4 MB: simpler and safer than chasing DT_NEEDED by hand.
+    mkdir -p "$ROOT/lib/aarch64-linux-gnu"
+    cp -a "$SYS/lib/aarch64-linux-gnu/." "$ROOT/lib/aarch64-linux-gnu/"
+    cp -a "$SYS"/usr/lib/aarch64-linux-gnu/libstdc++.so.6* "$ROOT/lib/aarch64-linux-gnu/"
+    ln -s aarch64-linux-gnu/ld-linux-aarch64.so.1 "$ROOT/lib/ld-linux-aarch64.so.1"
+    cp "$(stripped_node "$CACHE/node-arm64/$NODE_VER/package/bin/node" aarch64-linux-gnu-strip)" "$ROOT/usr/local/bin/node"
+    ;;
+  x64)
+    # The host is x86_64 Debian: reuse its static busybox, its node and the libraries ldd names.
+    [ -x /bin/busybox ] || { echo "initramfs: apt-get install busybox-static" >&2; exit 1; }
+    cp /bin/busybox "$ROOT/bin/busybox"
+    HOST_NODE="$(readlink -f "${NODE_BIN:-$(command -v node)}")"
+    cp "$(stripped_node "$HOST_NODE" strip)" "$ROOT/usr/local/bin/node"
+    # Libraries of node and of every .node addon in the package, at the paths ldd reports.
+    libs=$( { ldd "$HOST_NODE"; find "$PKG" -name '*.node' -exec ldd {} \; ; } 2>/dev/null \
+            | grep -oE '(/[^ ]+\.so[^ ]*)' | sort -u)
+    for l in $libs; do
+      mkdir -p "$ROOT$(dirname "$l")"; cp -L "$l" "$ROOT$l"
+    done
+    ;;
+  *) echo "initramfs: unknown arch $ARCH" >&2; exit 1 ;;
+esac
+
+cp -a "$PKG" "$ROOT/pkg"
+
+# Root-hook plugin (mocha >= 8): notes the running test so the watchdog can name it.
+cat > "$ROOT/vm-hooks.cjs" <<'HOOKS'
+const fs = require('fs');
+exports.mochaHooks = {
+  beforeEach() {
+    try { fs.writeFileSync('/tmp/.vm-current-test', this.currentTest.fullTitle()); } catch {}
+  },
+};
+HOOKS
+WATCHDOG="${VM_WATCHDOG:-580}"
+
+# Mocha's arguments, each single-quoted for the guest shell.
+margs=""
+for a in "$@"; do margs+=" '${a//\'/\'\\\'\'}'"; done
+
+cat > "$ROOT/init" <<INIT
+#!/bin/busybox sh
+# PID 1 of the test VM.  Every path out of here must end in a poweroff (or a kernel panic,
+# which with panic=-1 and qemu -no-reboot also ends the VM).
+/bin/busybox --install -s /bin
+export PATH=/usr/local/bin:/bin:/sbin HOME=/root TERM=dumb NO_COLOR=1 FORCE_COLOR=0 CI=true
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+# devtmpfs: without it there is no /dev/userfaultfd (the kernel creates the node there).
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/shm /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /tmp
+ln -sf /proc/self/fd /dev/fd 2>/dev/null
+# Reserve ~128 MiB of default-size huge pages (2 MiB on 4K kernels, 32 MiB on 16K ones),
+# at least 2, so hugetlbfs tests have something to map.
+hp=\$(awk '/^Hugepagesize:/ {print \$2}' /proc/meminfo)
+if [ -n "\$hp" ]; then
+  n=\$((131072 / hp)); [ "\$n" -lt 2 ] && n=2
+  echo "\$n" > /proc/sys/vm/nr_hugepages
+fi
+ps=\$(awk '/^KernelPageSize:/ {print \$2; exit}' /proc/self/smaps)
+echo "VM-INFO kernel=\$(uname -r) machine=\$(uname -m) pagesize=\${ps}k hugepagesize=\${hp}kB nr_hugepages=\$(cat /proc/sys/vm/nr_hugepages) uptime=\$(cut -d' ' -f1 /proc/uptime)"
+# Watchdog: a test that touches a registered page with no handler blocks forever.  Name it,
+# show where each task sleeps in the kernel (wchan, e.g. handle_userfault), then power off.
+(
+  sleep $WATCHDOG
+  echo
+  echo "VM-HUNG after ${WATCHDOG}s in test: \$(cat /tmp/.vm-current-test 2>/dev/null)"
+  for t in /proc/[0-9]*/task/[0-9]*; do
+    c=\$(cat \$t/comm 2>/dev/null)
+    case "\$c" in node|*Worker*|libuv*|V8*|*uffd*) echo "  task \${t#/proc/} \$c wchan=\$(cat \$t/wchan 2>/dev/null)";; esac
+  done
+  poweroff -f
+) &
+cd /pkg
+echo "VM-BEGIN"
+node node_modules/mocha/bin/mocha.js --reporter spec --no-color --require /vm-hooks.cjs$margs
+echo "VM-RESULT rc=\$?"
+echo "VM-END uptime=\$(cut -d' ' -f1 /proc/uptime)"
+sync
+poweroff -f
+echo o > /proc/sysrq-trigger
+INIT
+chmod 755 "$ROOT/init"
+
+(cd "$ROOT" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) > "$OUT.tmp"
+mv "$OUT.tmp" "$OUT"

@@ -1,0 +1,316 @@
+#!/usr/bin/env node
+// Run the package's mocha suite inside qemu-system VMs (TCG) on several Debian kernels.
+//
+//   node test/vm/run.mjs [PKG_DIR] [--only NAME[,NAME]] [--grep PATTERN] [--jobs 1|2]
+//                        [--timeout SECONDS] [--smp N] [--mocha-arg ARG]... [--keep] [--verbose]
+//                        [--no-fetch] [--list]
+//
+// PKG_DIR defaults to the repo root (this file's ../..).  It must be built already
+// (`npm ci && npm run build`: dist/ and build/Release/*.node for the host, x86_64).
+// For arm64 the addon is cross-built into a scratch dir by build-arm64.sh.
+//
+// Prints one line per kernel:
+//   vm <arch> <kernel> <pagesize>: passed N, failed N, skipped N, <seconds>s [<why>]
+// and exits non-zero if any kernel failed, ran no test, or timed out.
+//
+// Only node built-ins: this runs before (and independently of) the package's own deps.
+
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const CACHE = process.env.UFFD_VM_CACHE || path.join(os.homedir(), '.cache', 'userfaultfd-vm');
+
+// The matrix.  Names match the directories fetch.sh fills under $CACHE/kernels.
+const KERNELS = [
+  { name: 'arm64-6.1', arch: 'arm64', pagesize: '4k' },
+  { name: 'arm64-6.12', arch: 'arm64', pagesize: '4k' },
+  { name: 'arm64-6.12-16k', arch: 'arm64', pagesize: '16k' },
+  { name: 'x64-6.1', arch: 'x64', pagesize: '4k' },
+  { name: 'x64-6.12', arch: 'x64', pagesize: '4k' },
+];
+
+// ------------------------------------------------------------------ options
+function parseArgs(argv) {
+  const o = { pkg: null, only: null, grep: null, jobs: 1, timeout: 600, smp: 1, mochaArgs: [],
+              keep: false, verbose: false, fetch: true, list: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => { if (i + 1 >= argv.length) die(`${a} needs a value`); return argv[++i]; };
+    if (a === '--only') o.only = val().split(',');
+    else if (a === '--grep') o.grep = val();
+    else if (a === '--jobs') o.jobs = Math.max(1, Math.min(4, Number(val()) || 1));
+    else if (a === '--timeout') o.timeout = Number(val());
+    else if (a === '--smp') o.smp = Number(val());
+    else if (a === '--mocha-arg') o.mochaArgs.push(val());
+    else if (a === '--keep') o.keep = true;
+    else if (a === '--verbose' || a === '-v') o.verbose = true;
+    else if (a === '--no-fetch') o.fetch = false;
+    else if (a === '--list') o.list = true;
+    else if (a === '--help' || a === '-h') { console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 17).map((l) => l.replace(/^\/\/ ?/, '')).join('\n')); process.exit(0); }
+    else if (a.startsWith('-')) die(`unknown option ${a}`);
+    else o.pkg = a;
+  }
+  o.pkg = path.resolve(o.pkg || path.join(HERE, '..', '..'));
+  return o;
+}
+
+function die(msg) { console.error(`vm: ${msg}`); process.exit(2); }
+function log(msg) { console.error(`vm: ${msg}`); }
+
+// Run a helper script synchronously, failing loudly.
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', ...opts });
+  if (r.status !== 0) die(`${cmd} ${args.join(' ')} failed (status ${r.status}${r.signal ? ', ' + r.signal : ''})`);
+  return r.stdout;
+}
+
+// ------------------------------------------------------------------ node_modules closure
+// The guest gets only what the tests load at run time: mocha, chai, node-gyp-build, the
+// package's dependencies, and whatever bare specifier the compiled tests or .mocharc name,
+// each with its full dependency closure.  This keeps typescript, eslint, node-gyp, @types...
+// out of the initramfs (every MB is copied by an emulated CPU at boot).
+function moduleClosure(pkgDir) {
+  const nm = path.join(pkgDir, 'node_modules');
+  const roots = new Set(['mocha', 'chai', 'node-gyp-build']);
+  const pj = JSON.parse(fs.readFileSync(path.join(pkgDir, 'package.json'), 'utf8'));
+  for (const d of Object.keys({ ...pj.dependencies, ...pj.optionalDependencies })) roots.add(d);
+  // Bare specifiers in the compiled tests, the mocharc and the package's own code.
+  const texts = [];
+  for (const f of fs.readdirSync(pkgDir)) if (/^\.mocharc/.test(f)) texts.push(fs.readFileSync(path.join(pkgDir, f), 'utf8'));
+  const walk = (d) => {
+    if (!fs.existsSync(d)) return;
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/\.(c|m)?js$/.test(e.name)) texts.push(fs.readFileSync(p, 'utf8'));
+    }
+  };
+  walk(path.join(pkgDir, 'dist'));
+  const spec = /(?:require\s*\(\s*|from\s+|import\s*\(\s*|^\s*-\s*|require:\s*)['"]?((?:@[\w.-]+\/)?[\w.-]+)/gm;
+  for (const t of texts) for (const m of t.matchAll(spec)) {
+    if (fs.existsSync(path.join(nm, m[1], 'package.json'))) roots.add(m[1]);
+  }
+  // Walk dependencies with node's lookup rule: nearest node_modules up to the package root.
+  const found = new Set();
+  const resolve = (name, fromDir) => {
+    for (let d = fromDir; ; d = path.dirname(d)) {
+      const cand = path.join(d, 'node_modules', name);
+      if (fs.existsSync(path.join(cand, 'package.json'))) return cand;
+      if (d === pkgDir || d === path.dirname(d)) return null;
+    }
+  };
+  const visit = (dir) => {
+    if (found.has(dir)) return;
+    found.add(dir);
+    const p = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
+    for (const [deps, optional] of [[p.dependencies, false], [p.optionalDependencies, true], [p.peerDependencies, true]]) {
+      for (const n of Object.keys(deps || {})) {
+        const r = resolve(n, dir);
+        if (r) visit(r);
+        else if (!optional) log(`warning: ${path.relative(pkgDir, dir)} needs ${n}, not installed`);
+      }
+    }
+  };
+  for (const r of roots) {
+    const d = resolve(r, pkgDir);
+    if (d) visit(d);
+    else if (['mocha', 'chai', 'node-gyp-build'].includes(r)) die(`${r} is not installed in ${nm} (npm ci?)`);
+  }
+  return [...found];
+}
+
+// A copy of the package as the guest sees it under /pkg, without the addon (added per arch).
+function stageCommon(pkgDir, dest) {
+  const skip = new Set(['node_modules', '.git', 'build', 'prebuilds', 'coverage', '.nyc_output']);
+  fs.mkdirSync(dest, { recursive: true });
+  for (const e of fs.readdirSync(pkgDir)) {
+    if (skip.has(e)) continue;
+    fs.cpSync(path.join(pkgDir, e), path.join(dest, e), { recursive: true });
+  }
+  const mods = moduleClosure(pkgDir);
+  for (const m of mods) {
+    fs.cpSync(m, path.join(dest, path.relative(pkgDir, m)), { recursive: true,
+      // nested node_modules are copied by their own visit, only if needed
+      filter: (src) => src === m || !path.relative(m, src).split(path.sep).includes('node_modules') });
+  }
+  return mods.length;
+}
+
+function duMB(dir) {
+  let n = 0;
+  const walk = (d) => { for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+    const p = path.join(d, e.name);
+    if (e.isDirectory()) walk(p); else if (e.isFile()) n += fs.statSync(p).size;
+  } };
+  walk(dir);
+  return (n / 1048576).toFixed(1);
+}
+
+// ------------------------------------------------------------------ one VM
+function qemuCommand(k, cpio, smp) {
+  const kernel = path.join(CACHE, 'kernels', k.name, 'vmlinuz');
+  const common = ['-nographic', '-no-reboot', '-nic', 'none', '-m', '2048', '-smp', String(smp),
+                  '-kernel', kernel, '-initrd', cpio];
+  // quiet: kernel messages would interleave with mocha's output on the same console.
+  if (k.arch === 'arm64') {
+    // pauth-impdef: qemu's default QARMA pointer-auth emulation makes boots ~3.5x slower.
+    return ['qemu-system-aarch64', ['-M', 'virt', '-cpu', 'max,pauth-impdef=on', ...common,
+            '-append', 'console=ttyAMA0 panic=-1 quiet loglevel=3']];
+  }
+  return ['qemu-system-x86_64', ['-accel', 'tcg', '-M', 'q35', '-cpu', 'max', ...common,
+          '-append', 'console=ttyS0 panic=-1 quiet loglevel=3']];
+}
+
+function runVM(k, cpio, opts, logFile) {
+  return new Promise((resolve) => {
+    const [qemu, args] = qemuCommand(k, cpio, opts.smp);
+    const t0 = Date.now();
+    let bootS = null;
+    let buf = '';
+    const out = fs.createWriteStream(logFile);
+    // Outer hard limit twice over: `timeout -s KILL` (survives even if this script dies) and a
+    // JS timer a little later as a belt for the braces.
+    const child = spawn('timeout', ['-s', 'KILL', String(opts.timeout), qemu, ...args],
+                        { stdio: ['ignore', 'pipe', 'pipe'], detached: false });
+    const timer = setTimeout(() => { try { child.kill('SIGKILL'); } catch {} }, (opts.timeout + 15) * 1000);
+    const onData = (d) => {
+      const s = d.toString();
+      out.write(s);
+      buf += s;
+      if (bootS === null && buf.includes('VM-BEGIN')) bootS = (Date.now() - t0) / 1000;
+      if (opts.verbose) process.stderr.write(s.replace(/^/gm, `[${k.name}] `));
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      out.end();
+      resolve({ code, signal, log: buf, bootS, totalS: (Date.now() - t0) / 1000 });
+    });
+  });
+}
+
+// Read mocha's spec-reporter summary and our markers out of the console log.
+function parseLog(k, r, opts) {
+  const log = r.log.replace(/\r/g, '');
+  const info = /VM-INFO kernel=(\S+) machine=\S+ pagesize=(\S+)/.exec(log);
+  const rc = /VM-RESULT rc=(\d+)/.exec(log);
+  const body = log.slice(log.indexOf('VM-BEGIN'));
+  const num = (re) => { const m = re.exec(body); return m ? Number(m[1]) : 0; };
+  const res = {
+    kernel: info ? info[1] : k.name, pagesize: info ? info[2] : k.pagesize,
+    passed: num(/^\s*(\d+) passing/m), skipped: num(/^\s*(\d+) pending/m), failed: num(/^\s*(\d+) failing/m),
+    rc: rc ? Number(rc[1]) : null, bootS: r.bootS, totalS: r.totalS, why: '', failures: '',
+  };
+  const timedOut = r.code === 137 || r.code === 124 || r.signal === 'SIGKILL' || r.totalS >= opts.timeout;
+  const hung = /VM-HUNG after \S+ in test: (.*)/.exec(log);
+  if (hung && res.rc === null) res.why = `timeout: hung in test "${hung[1].trim()}"`;
+  else if (timedOut && res.rc === null) res.why = `timeout after ${opts.timeout}s`;
+  else if (!log.includes('VM-BEGIN')) res.why = 'no boot (no VM-BEGIN marker)';
+  else if (res.rc === null) res.why = 'VM ended without VM-RESULT (crash or panic?)';
+  else if (res.rc !== 0 && res.failed === 0) res.why = `mocha exit ${res.rc}`;
+  else if (res.passed + res.skipped + res.failed === 0) res.why = 'ran no test';
+  res.ok = res.why === '' && res.failed === 0 && res.rc === 0;
+  // Keep mocha's failure report (from "N failing" to our marker) for the summary.
+  const fm = /^\s*\d+ failing\s*$/m.exec(body);
+  if (fm) res.failures = body.slice(fm.index, body.indexOf('VM-RESULT')).trim();
+  else if (!res.ok) res.failures = 'last console lines:\n' + log.trimEnd().split('\n').slice(-40).join('\n');
+  return res;
+}
+
+// ------------------------------------------------------------------ main
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  if (opts.list) { for (const k of KERNELS) console.log(`${k.name}\t${k.arch}\t${k.pagesize}`); return 0; }
+  const kernels = opts.only ? KERNELS.filter((k) => opts.only.includes(k.name)) : KERNELS;
+  if (!kernels.length) die(`no kernel matches --only ${opts.only}; known: ${KERNELS.map((k) => k.name).join(', ')}`);
+  if (process.arch !== 'x64' || process.platform !== 'linux') die('the host must be linux x86_64');
+
+  const t0 = Date.now();
+  if (opts.fetch) run('bash', [path.join(HERE, 'fetch.sh')], { stdio: ['ignore', 'inherit', 'inherit'] });
+
+  const pkg = opts.pkg;
+  if (!fs.existsSync(path.join(pkg, 'package.json'))) die(`${pkg} has no package.json`);
+  if (!fs.existsSync(path.join(pkg, 'dist'))) die(`${pkg}/dist missing: run npm run build first`);
+  // The host's x64 addon: build/Release (npm ci / node-gyp), else a prebuildify prebuild.
+  const nodesIn = (d) => (fs.existsSync(d) ? fs.readdirSync(d).filter((f) => f.endsWith('.node')).map((f) => path.join(d, f)) : []);
+  let hostAddons = nodesIn(path.join(pkg, 'build', 'Release'));
+  if (!hostAddons.length) hostAddons = nodesIn(path.join(pkg, 'prebuilds', 'linux-x64'));
+  if (kernels.some((k) => k.arch === 'x64') && !hostAddons.length) die(`${pkg}/build/Release/*.node missing: build the addon first`);
+
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-vm-'));
+  log(`package ${pkg}, work dir ${work}`);
+  const common = path.join(work, 'pkg-common');
+  const nmods = stageCommon(pkg, common);
+  log(`staged package: ${nmods} modules, ${duMB(common)} MB`);
+
+  // mocha arguments: the package's .mocharc supplies spec, timeout, etc.
+  const mochaArgs = [...opts.mochaArgs];
+  if (opts.grep) mochaArgs.push('--grep', opts.grep);
+
+  // One initramfs per arch, shared by that arch's kernels.
+  const cpios = {};
+  for (const arch of [...new Set(kernels.map((k) => k.arch))]) {
+    const stage = path.join(work, `pkg-${arch}`);
+    fs.cpSync(common, stage, { recursive: true });
+    fs.mkdirSync(path.join(stage, 'build', 'Release'), { recursive: true });
+    if (arch === 'arm64') {
+      const out = path.join(work, 'build-arm64');
+      run('bash', [path.join(HERE, 'build-arm64.sh'), pkg, out]);
+      for (const f of fs.readdirSync(path.join(out, 'build', 'Release'))) {
+        fs.copyFileSync(path.join(out, 'build', 'Release', f), path.join(stage, 'build', 'Release', f));
+      }
+    } else {
+      // Into build/Release whatever its origin: node-gyp-build looks there first.
+      for (const f of hostAddons) fs.copyFileSync(f, path.join(stage, 'build', 'Release', path.basename(f)));
+    }
+    cpios[arch] = path.join(work, `initramfs-${arch}.cpio`);
+    // The in-guest watchdog fires before the outer kill so that the log names the hung test.
+    run('bash', [path.join(HERE, 'initramfs.sh'), arch, stage, cpios[arch], ...mochaArgs],
+        { env: { ...process.env, VM_WATCHDOG: String(Math.max(10, opts.timeout - 25)) } });
+    log(`initramfs ${arch}: ${(fs.statSync(cpios[arch]).size / 1048576).toFixed(0)} MB`);
+  }
+  const prepS = (Date.now() - t0) / 1000;
+
+  // Run the VMs, at most opts.jobs at once; print each line as soon as its VM is done.
+  const results = new Array(kernels.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < kernels.length) {
+      const i = next++;
+      const k = kernels[i];
+      log(`boot ${k.name}`);
+      const r = await runVM(k, cpios[k.arch], opts, path.join(work, `${k.name}.log`));
+      const res = parseLog(k, r, opts);
+      results[i] = { k, ...res };
+      console.log(`vm ${k.arch} ${res.kernel} ${res.pagesize}: passed ${res.passed}, failed ${res.failed}, skipped ${res.skipped}, ${res.totalS.toFixed(0)}s` +
+                  (res.why ? ` [${res.why}]` : '') + (res.bootS ? ` (boot ${res.bootS.toFixed(1)}s)` : ''));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(opts.jobs, kernels.length) }, worker));
+
+  // Failure details after all lines, so the per-kernel lines stay together.
+  const bad = results.filter((r) => !r.ok);
+  for (const r of bad) {
+    console.log(`\n--- ${r.k.name} (${r.kernel}): ${r.why || `${r.failed} failing`} — console log ${path.join(work, r.k.name + '.log')}`);
+    const lines = r.failures.split('\n');
+    console.log(lines.slice(0, 300).join('\n') + (lines.length > 300 ? `\n... (${lines.length - 300} more lines)` : ''));
+  }
+  const tot = (f) => results.reduce((s, r) => s + r[f], 0);
+  console.log(`vm total: kernels ok ${results.length - bad.length}/${results.length}, passed ${tot('passed')}, failed ${tot('failed')}, skipped ${tot('skipped')}, prepare ${prepS.toFixed(0)}s, wall ${((Date.now() - t0) / 1000).toFixed(0)}s`);
+
+  // Keep the logs when something failed (or on --keep); the large cpio files go either way.
+  for (const a of Object.values(cpios)) fs.rmSync(a, { force: true });
+  if (!bad.length && !opts.keep) fs.rmSync(work, { recursive: true, force: true });
+  else {
+    for (const d of fs.readdirSync(work)) if (d.startsWith('pkg-') || d === 'build-arm64') fs.rmSync(path.join(work, d), { recursive: true, force: true });
+    log(`logs kept in ${work}`);
+  }
+  return bad.length ? 1 : 0;
+}
+
+main().then((rc) => process.exit(rc), (e) => { console.error(e); process.exit(2); });
