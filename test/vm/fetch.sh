@@ -114,6 +114,7 @@ for line in "${KERNELS[@]}"; do
   rm -rf "$dir"; mkdir -p "$dir/x"
   dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir/x" --wildcards './boot/vmlinuz-*'
   mv "$dir"/x/boot/vmlinuz-* "$dir/vmlinuz"; rm -rf "$dir/x"
+  rm -f "$deb"   # ~40 MB each and only the vmlinuz is used
   echo "$img" > "$dir/package"
 done
 

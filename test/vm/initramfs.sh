@@ -2,6 +2,8 @@
 # Build a cpio initramfs that boots straight into the package's mocha suite.
 #
 #   test/vm/initramfs.sh ARCH PKG_DIR OUT.cpio [MOCHA_ARG...]
+#   VM_EXEC="shell command" (env): run this in /pkg instead of mocha (probes, benches); its
+#   exit status becomes VM-RESULT.
 #   VM_WATCHDOG=SECONDS (env, default 580): in-guest watchdog that reports the test that hangs
 #   (and what the kernel says node's threads wait on) and powers off, before the host's outer
 #   `timeout -s KILL` has to kill the VM blind.
@@ -74,6 +76,12 @@ exports.mochaHooks = {
 };
 HOOKS
 WATCHDOG="${VM_WATCHDOG:-580}"
+if [ -n "${VM_EXEC:-}" ]; then
+  printf '%s\n' "$VM_EXEC" > "$ROOT/vm-exec.sh"
+  RUN="sh /vm-exec.sh"
+else
+  RUN="node node_modules/mocha/bin/mocha.js --reporter spec --no-color --require /vm-hooks.cjs$margs"
+fi
 
 # Mocha's arguments, each single-quoted for the guest shell.
 margs=""
@@ -116,7 +124,7 @@ echo "VM-INFO kernel=\$(uname -r) machine=\$(uname -m) pagesize=\${ps}k hugepage
 ) &
 cd /pkg
 echo "VM-BEGIN"
-node node_modules/mocha/bin/mocha.js --reporter spec --no-color --require /vm-hooks.cjs$margs
+$RUN
 echo "VM-RESULT rc=\$?"
 echo "VM-END uptime=\$(cut -d' ' -f1 /proc/uptime)"
 sync

@@ -3,7 +3,10 @@
 //
 //   node test/vm/run.mjs [PKG_DIR] [--only NAME[,NAME]] [--grep PATTERN] [--jobs 1|2]
 //                        [--timeout SECONDS] [--smp N] [--mocha-arg ARG]... [--keep] [--verbose]
-//                        [--no-fetch] [--list]
+//                        [--no-fetch] [--list] [--exec 'SHELL COMMAND']
+//
+// --exec runs a shell command in /pkg instead of mocha (e.g. 'node dist/lib/cli.js probe');
+// its output is printed and its exit status decides.
 //
 // PKG_DIR defaults to the repo root (this file's ../..).  It must be built already
 // (`npm ci && npm run build`: dist/ and build/Release/*.node for the host, x86_64).
@@ -46,11 +49,12 @@ function parseArgs(argv) {
     else if (a === '--timeout') o.timeout = Number(val());
     else if (a === '--smp') o.smp = Number(val());
     else if (a === '--mocha-arg') o.mochaArgs.push(val());
+    else if (a === '--exec') o.exec = val();
     else if (a === '--keep') o.keep = true;
     else if (a === '--verbose' || a === '-v') o.verbose = true;
     else if (a === '--no-fetch') o.fetch = false;
     else if (a === '--list') o.list = true;
-    else if (a === '--help' || a === '-h') { console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 17).map((l) => l.replace(/^\/\/ ?/, '')).join('\n')); process.exit(0); }
+    else if (a === '--help' || a === '-h') { console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 21).map((l) => l.replace(/^\/\/ ?/, '')).join('\n')); process.exit(0); }
     else if (a.startsWith('-')) die(`unknown option ${a}`);
     else o.pkg = a;
   }
@@ -213,8 +217,10 @@ function parseLog(k, r, opts) {
   else if (!log.includes('VM-BEGIN')) res.why = 'no boot (no VM-BEGIN marker)';
   else if (res.rc === null) res.why = 'VM ended without VM-RESULT (crash or panic?)';
   else if (res.rc !== 0 && res.failed === 0) res.why = `mocha exit ${res.rc}`;
-  else if (res.passed + res.skipped + res.failed === 0) res.why = 'ran no test';
+  else if (opts.exec && res.rc !== 0) res.why = `exit ${res.rc}`;
+  else if (!opts.exec && res.passed + res.skipped + res.failed === 0) res.why = 'ran no test';
   res.ok = res.why === '' && res.failed === 0 && res.rc === 0;
+  if (opts.exec) res.output = body.slice(body.indexOf('\n') + 1, body.indexOf('VM-RESULT')).trimEnd();
   // Keep mocha's failure report (from "N failing" to our marker) for the summary.
   const fm = /^\s*\d+ failing\s*$/m.exec(body);
   if (fm) res.failures = body.slice(fm.index, body.indexOf('VM-RESULT')).trim();
@@ -271,7 +277,7 @@ async function main() {
     cpios[arch] = path.join(work, `initramfs-${arch}.cpio`);
     // The in-guest watchdog fires before the outer kill so that the log names the hung test.
     run('bash', [path.join(HERE, 'initramfs.sh'), arch, stage, cpios[arch], ...mochaArgs],
-        { env: { ...process.env, VM_WATCHDOG: String(Math.max(10, opts.timeout - 25)) } });
+        { env: { ...process.env, VM_WATCHDOG: String(Math.max(10, opts.timeout - 25)), VM_EXEC: opts.exec || '' } });
     log(`initramfs ${arch}: ${(fs.statSync(cpios[arch]).size / 1048576).toFixed(0)} MB`);
   }
   const prepS = (Date.now() - t0) / 1000;
@@ -287,6 +293,12 @@ async function main() {
       const r = await runVM(k, cpios[k.arch], opts, path.join(work, `${k.name}.log`));
       const res = parseLog(k, r, opts);
       results[i] = { k, ...res };
+      if (opts.exec) {
+        console.log(`vm ${k.arch} ${res.kernel} ${res.pagesize}: exit ${res.rc ?? '-'}, ${res.totalS.toFixed(0)}s` +
+                    (res.why ? ` [${res.why}]` : '') + (res.bootS ? ` (boot ${res.bootS.toFixed(1)}s)` : ''));
+        if (res.output) console.log(res.output.replace(/^/gm, '    '));
+        continue;
+      }
       console.log(`vm ${k.arch} ${res.kernel} ${res.pagesize}: passed ${res.passed}, failed ${res.failed}, skipped ${res.skipped}, ${res.totalS.toFixed(0)}s` +
                   (res.why ? ` [${res.why}]` : '') + (res.bootS ? ` (boot ${res.bootS.toFixed(1)}s)` : ''));
     }

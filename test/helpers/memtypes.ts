@@ -1,0 +1,110 @@
+/**
+ * The memory types of the kernel's uffd-unit-tests: every case runs on each type where it applies,
+ * and skips with a printed reason where the kernel or the machine lacks something.
+ */
+import { Mapping, probe, type FeatureName } from '../../lib/index';
+import { pageSize } from '../../lib/sysinfo';
+import { hugePageSize } from '../../lib/sysinfo';
+import { hugetlbUnavailable } from './hugetlb';
+
+export interface MemType {
+  name: 'anon' | 'shmem' | 'shmem-private' | 'hugetlb' | 'hugetlb-private';
+  /** The page unit of this type. */
+  unit: number;
+  shared: boolean;
+  hugetlb: boolean;
+  /** File-backed (shmem / hugetlbfs page cache): MINOR faults and CONTINUE apply. */
+  fileBacked: boolean;
+  /** A mapping of `pages` units. */
+  create(pages: number): Mapping;
+  /** The feature MISSING registration needs on this type. */
+  missingFeature?: FeatureName;
+  /** The feature WP registration needs on this type. */
+  wpFeature: FeatureName;
+  /** The feature MINOR registration needs on this type. */
+  minorFeature?: FeatureName;
+}
+
+export const MEMTYPES: MemType[] = [
+  {
+    name: 'anon',
+    unit: pageSize(),
+    shared: false,
+    hugetlb: false,
+    fileBacked: false,
+    create: (pages) => Mapping.anonymous(pages * pageSize()),
+    wpFeature: 'PAGEFAULT_FLAG_WP',
+  },
+  {
+    name: 'shmem',
+    unit: pageSize(),
+    shared: true,
+    hugetlb: false,
+    fileBacked: true,
+    create: (pages) => Mapping.memfd(pages * pageSize(), { name: 'uffd-test-shmem' }),
+    missingFeature: 'MISSING_SHMEM',
+    wpFeature: 'WP_HUGETLBFS_SHMEM',
+    minorFeature: 'MINOR_SHMEM',
+  },
+  {
+    name: 'shmem-private',
+    unit: pageSize(),
+    shared: false,
+    hugetlb: false,
+    fileBacked: true,
+    create: (pages) => Mapping.memfd(pages * pageSize(), { name: 'uffd-test-shmem-private', shared: false }),
+    missingFeature: 'MISSING_SHMEM',
+    wpFeature: 'WP_HUGETLBFS_SHMEM',
+    minorFeature: 'MINOR_SHMEM',
+  },
+  {
+    name: 'hugetlb',
+    unit: hugePageSize(),
+    shared: true,
+    hugetlb: true,
+    fileBacked: true,
+    create: (pages) => Mapping.memfd(pages * hugePageSize(), { name: 'uffd-test-hugetlb', hugetlb: true }),
+    missingFeature: 'MISSING_HUGETLBFS',
+    wpFeature: 'WP_HUGETLBFS_SHMEM',
+    minorFeature: 'MINOR_HUGETLBFS',
+  },
+  {
+    name: 'hugetlb-private',
+    unit: hugePageSize(),
+    shared: false,
+    hugetlb: true,
+    fileBacked: false,
+    create: (pages) => Mapping.hugetlb(pages * hugePageSize()),
+    missingFeature: 'MISSING_HUGETLBFS',
+    wpFeature: 'WP_HUGETLBFS_SHMEM',
+  },
+];
+
+let report: ReturnType<typeof probe> | undefined;
+/** probe(), once per process. */
+export function kernel(): ReturnType<typeof probe> {
+  report ??= probe();
+  return report;
+}
+
+/** Why `features` cannot be used on `type` here, or undefined if they can. */
+export function unavailable(type: MemType | undefined, ...features: (FeatureName | undefined)[]): string | undefined {
+  if (type?.hugetlb) {
+    const why = hugetlbUnavailable();
+    if (why) return why;
+  }
+  const missing = features.filter((f): f is FeatureName => f !== undefined && !kernel().features[f]);
+  if (missing.length > 0) return `the kernel lacks ${missing.join(', ')}`;
+  return undefined;
+}
+
+/**
+ * Skip the current test (or hook's tests), printing why, when `reason` is set. Use as
+ * `skipIf(this, unavailable(type, 'MOVE'))` at the top of a test.
+ */
+export function skipIf(ctx: Mocha.Context, reason: string | undefined): void {
+  if (reason === undefined) return;
+  const title = ctx.currentTest?.fullTitle() ?? ctx.test?.fullTitle() ?? '';
+  process.stdout.write(`      skip: ${title}: ${reason}\n`);
+  ctx.skip();
+}

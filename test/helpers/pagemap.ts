@@ -1,0 +1,27 @@
+/**
+ * Reads /proc/self/pagemap entries: bit 63 present, bit 57 uffd write-protected.
+ */
+import * as fs from 'node:fs';
+import { pageSize } from '../../lib/sysinfo';
+
+export function pagemapEntry(address: bigint): bigint {
+  const fd = fs.openSync('/proc/self/pagemap', 'r');
+  try {
+    const buf = Buffer.alloc(8);
+    fs.readSync(fd, buf, 0, 8, Number(address / BigInt(pageSize())) * 8);
+    return buf.readBigUInt64LE(0);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export const PM_PRESENT = 1n << 63n;
+export const PM_UFFD_WP = 1n << 57n;
+
+export function isPresent(address: bigint): boolean {
+  return (pagemapEntry(address) & PM_PRESENT) !== 0n;
+}
+
+export function isUffdWp(address: bigint): boolean {
+  return (pagemapEntry(address) & PM_UFFD_WP) !== 0n;
+}
