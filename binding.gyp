@@ -9,7 +9,8 @@
         "native/uffd.cc",
         "native/mapping.cc",
         "native/pagemap.cc",
-        "native/sysinfo.cc"
+        "native/sysinfo.cc",
+        "native/testing.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -52,6 +52,9 @@ export interface Binding {
   dupFd(fd: number): number;
   closeFd(fd: number): void;
   gettid(): number;
+  testing: {
+    touch(address: bigint, length: number, options: object): Promise<import('./testing').TouchThreadResult[]>;
+  };
 }
 
 // node-gyp-build finds build/Release (a source build) or prebuilds/<platform>-<arch> from the

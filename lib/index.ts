@@ -18,3 +18,5 @@ export type { FeatureName, FeatureSet, IoctlName, PageCategory, MadviseName, Pro
 export type { Address, Range } from './validate';
 export { pageSize, hugePageSize, thpSize, hugetlbPools } from './sysinfo';
 export type { HugetlbPool } from './sysinfo';
+export * as testing from './testing';
+export type { TouchOptions, TouchThreadResult } from './testing';

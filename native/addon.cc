@@ -22,6 +22,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMapping(env, exports, *data);
   InitPagemap(env, exports);
   InitSysinfo(env, exports);
+  InitTesting(env, exports);
   return exports;
 }
 

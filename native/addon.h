@@ -18,3 +18,4 @@ void InitUffd(Napi::Env env, Napi::Object exports, AddonData& data);
 void InitMapping(Napi::Env env, Napi::Object exports, AddonData& data);
 void InitPagemap(Napi::Env env, Napi::Object exports);
 void InitSysinfo(Napi::Env env, Napi::Object exports);
+void InitTesting(Napi::Env env, Napi::Object exports);

@@ -75,6 +75,10 @@ exports.mochaHooks = {
   },
 };
 HOOKS
+# Mocha's arguments, each single-quoted for the guest shell.
+margs=""
+for a in "$@"; do margs+=" '${a//\'/\'\\\'\'}'"; done
+
 WATCHDOG="${VM_WATCHDOG:-580}"
 if [ -n "${VM_EXEC:-}" ]; then
   printf '%s\n' "$VM_EXEC" > "$ROOT/vm-exec.sh"
@@ -82,10 +86,6 @@ if [ -n "${VM_EXEC:-}" ]; then
 else
   RUN="node node_modules/mocha/bin/mocha.js --reporter spec --no-color --require /vm-hooks.cjs$margs"
 fi
-
-# Mocha's arguments, each single-quoted for the guest shell.
-margs=""
-for a in "$@"; do margs+=" '${a//\'/\'\\\'\'}'"; done
 
 cat > "$ROOT/init" <<INIT
 #!/bin/busybox sh

@@ -2,7 +2,7 @@
 // Run the package's mocha suite inside qemu-system VMs (TCG) on several Debian kernels.
 //
 //   node test/vm/run.mjs [PKG_DIR] [--only NAME[,NAME]] [--grep PATTERN] [--jobs 1|2]
-//                        [--timeout SECONDS] [--smp N] [--mocha-arg ARG]... [--keep] [--verbose]
+//                        [--timeout SECONDS] [--smp N] [--mem MiB] [--mocha-arg ARG]... [--keep] [--verbose]
 //                        [--no-fetch] [--list] [--exec 'SHELL COMMAND']
 //
 // --exec runs a shell command in /pkg instead of mocha (e.g. 'node dist/lib/cli.js probe');
@@ -38,7 +38,7 @@ const KERNELS = [
 
 // ------------------------------------------------------------------ options
 function parseArgs(argv) {
-  const o = { pkg: null, only: null, grep: null, jobs: 1, timeout: 600, smp: 1, mochaArgs: [],
+  const o = { pkg: null, only: null, grep: null, jobs: 1, timeout: 600, smp: 1, mem: 4096, mochaArgs: [],
               keep: false, verbose: false, fetch: true, list: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -48,6 +48,7 @@ function parseArgs(argv) {
     else if (a === '--jobs') o.jobs = Math.max(1, Math.min(4, Number(val()) || 1));
     else if (a === '--timeout') o.timeout = Number(val());
     else if (a === '--smp') o.smp = Number(val());
+    else if (a === '--mem') o.mem = Number(val());
     else if (a === '--mocha-arg') o.mochaArgs.push(val());
     else if (a === '--exec') o.exec = val();
     else if (a === '--keep') o.keep = true;
@@ -155,9 +156,11 @@ function duMB(dir) {
 }
 
 // ------------------------------------------------------------------ one VM
-function qemuCommand(k, cpio, smp) {
+function qemuCommand(k, cpio, opts) {
   const kernel = path.join(CACHE, 'kernels', k.name, 'vmlinuz');
-  const common = ['-nographic', '-no-reboot', '-nic', 'none', '-m', '2048', '-smp', String(smp),
+  // 4 GiB by default, not 2: the suite reserves 64 default-size huge pages, which is 2 GiB on
+  // the 16K kernel (32 MiB huge pages).  Guest RAM is allocated lazily by qemu.
+  const common = ['-nographic', '-no-reboot', '-nic', 'none', '-m', String(opts.mem), '-smp', String(opts.smp),
                   '-kernel', kernel, '-initrd', cpio];
   // quiet: kernel messages would interleave with mocha's output on the same console.
   if (k.arch === 'arm64') {
@@ -171,7 +174,7 @@ function qemuCommand(k, cpio, smp) {
 
 function runVM(k, cpio, opts, logFile) {
   return new Promise((resolve) => {
-    const [qemu, args] = qemuCommand(k, cpio, opts.smp);
+    const [qemu, args] = qemuCommand(k, cpio, opts);
     const t0 = Date.now();
     let bootS = null;
     let buf = '';

@@ -1,0 +1,194 @@
+// kselftest-style helpers: touch memory from native threads, so that faults on registered
+// ranges are raised by threads other than the JS thread (which must stay free to serve them).
+//
+// touch(address, length, options) -> Promise<ThreadResult[]>. A coordinator std::thread starts
+// the touching threads, joins them, and settles the promise through a thread-safe function; the
+// libuv thread pool is not used, so a JS handler that itself needs the pool cannot starve it.
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "addon.h"
+#include "args.h"
+#include "errors.h"
+
+namespace {
+
+enum class TouchMode { kRead, kWrite, kIncrement };
+
+struct TouchSpec {
+  uint8_t* base = nullptr;
+  uint64_t length = 0;
+  uint64_t stride = 0;
+  TouchMode mode = TouchMode::kRead;
+  bool random = false;
+  bool partition = true;  // thread i takes units i, i+N, ...; else every thread takes all
+  uint32_t threads = 1;
+  uint32_t passes = 1;
+  uint64_t duration_ns = 0;  // if set: keep making passes until this much time has passed
+  uint64_t seed = 1;
+  bool record_latency = false;
+};
+
+struct ThreadResult {
+  long tid = 0;
+  uint64_t touched = 0;
+  uint64_t sum = 0;  // of the words read (read mode), a checksum of what the thread saw
+  std::vector<double> latencies_ns;
+};
+
+struct TouchJob;
+void Settle(Napi::Env env, Napi::Function, TouchJob* job, void*);
+using SettleTsfn = Napi::TypedThreadSafeFunction<TouchJob, void, Settle>;
+
+struct TouchJob {
+  TouchSpec spec;
+  std::vector<ThreadResult> results;
+  Napi::Promise::Deferred deferred;
+  SettleTsfn tsfn;
+  std::thread coordinator;
+  explicit TouchJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+};
+
+uint64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void TouchThread(const TouchSpec& spec, uint32_t index, ThreadResult* out) {
+  out->tid = syscall(SYS_gettid);
+  uint64_t units = spec.length / spec.stride;
+  std::vector<uint64_t> order;
+  for (uint64_t u = spec.partition ? index : 0; u < units; u += spec.partition ? spec.threads : 1) {
+    order.push_back(u);
+  }
+  std::mt19937_64 rng(spec.seed * 1000003 + index);
+  uint64_t deadline = spec.duration_ns ? NowNs() + spec.duration_ns : 0;
+  for (uint32_t pass = 0; deadline ? NowNs() < deadline : pass < spec.passes; pass++) {
+    if (spec.random) std::shuffle(order.begin(), order.end(), rng);
+    for (uint64_t u : order) {
+      uint64_t* word = reinterpret_cast<uint64_t*>(spec.base + u * spec.stride);
+      uint64_t t0 = spec.record_latency ? NowNs() : 0;
+      switch (spec.mode) {
+        case TouchMode::kRead:
+          out->sum += __atomic_load_n(word, __ATOMIC_RELAXED);
+          break;
+        case TouchMode::kWrite:
+          __atomic_store_n(word, u + 1, __ATOMIC_RELAXED);
+          break;
+        case TouchMode::kIncrement:
+          __atomic_fetch_add(word, 1, __ATOMIC_RELAXED);
+          break;
+      }
+      if (spec.record_latency) out->latencies_ns.push_back(static_cast<double>(NowNs() - t0));
+      out->touched++;
+    }
+  }
+}
+
+void Settle(Napi::Env env, Napi::Function, TouchJob* job, void*) {
+  // Runs on the JS thread (env set) or at teardown (env null: nothing to settle).
+  if (job->coordinator.joinable()) job->coordinator.join();
+  if (env != nullptr) {
+    Napi::Array arr = Napi::Array::New(env, job->results.size());
+    for (size_t i = 0; i < job->results.size(); i++) {
+      const ThreadResult& r = job->results[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("tid", Napi::Number::New(env, static_cast<double>(r.tid)));
+      o.Set("touched", Napi::Number::New(env, static_cast<double>(r.touched)));
+      o.Set("sum", Napi::BigInt::New(env, r.sum));
+      if (job->spec.record_latency) {
+        Napi::Float64Array lat = Napi::Float64Array::New(env, r.latencies_ns.size());
+        if (!r.latencies_ns.empty()) {
+          std::memcpy(lat.Data(), r.latencies_ns.data(), r.latencies_ns.size() * sizeof(double));
+        }
+        o.Set("latenciesNs", lat);
+      }
+      arr.Set(i, o);
+    }
+    job->deferred.Resolve(arr);
+  }
+  job->tsfn.Release();
+  delete job;
+}
+
+uint32_t OptU32(Napi::Object opts, const char* key, uint32_t dflt, uint32_t max) {
+  Napi::Value v = opts.Get(key);
+  if (v.IsUndefined()) return dflt;
+  if (!v.IsNumber()) ThrowTypeError(opts.Env(), std::string("option ") + key + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= max) || static_cast<uint32_t>(d) != d) {
+    ThrowRangeError(opts.Env(), std::string("option ") + key + " is out of range");
+  }
+  return static_cast<uint32_t>(d);
+}
+
+// touch(address, length, { threads, stride, mode, order, partition, passes, durationMs, seed,
+//                          recordLatency })
+Napi::Value Touch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t address = ArgAddress(info, 0, "address");
+  uint64_t length = ArgLength(info, 1, "length");
+  Napi::Object opts = info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
+  TouchSpec spec;
+  spec.base = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(address));
+  spec.length = length;
+  spec.stride = OptU32(opts, "stride", static_cast<uint32_t>(PageSize()), 1u << 30);
+  spec.threads = OptU32(opts, "threads", 1, 256);
+  spec.passes = OptU32(opts, "passes", 1, 1u << 30);
+  spec.duration_ns = static_cast<uint64_t>(OptU32(opts, "durationMs", 0, 3600000)) * 1000000;
+  spec.seed = OptU32(opts, "seed", 1, 0xffffffffu);
+  spec.record_latency = opts.Get("recordLatency").ToBoolean().Value();
+  spec.partition = !opts.Has("partition") || opts.Get("partition").ToBoolean().Value();
+  Napi::Value mode = opts.Get("mode");
+  std::string m = mode.IsUndefined() ? "read" : mode.ToString().Utf8Value();
+  if (m == "read") {
+    spec.mode = TouchMode::kRead;
+  } else if (m == "write") {
+    spec.mode = TouchMode::kWrite;
+  } else if (m == "increment") {
+    spec.mode = TouchMode::kIncrement;
+  } else {
+    ThrowRangeError(env, "option mode must be 'read', 'write' or 'increment'");
+  }
+  Napi::Value order = opts.Get("order");
+  spec.random = !order.IsUndefined() && order.ToString().Utf8Value() == "random";
+  if (spec.threads == 0) ThrowRangeError(env, "option threads must be at least 1");
+  if (spec.stride < 8 || spec.stride % 8 != 0) {
+    ThrowRangeError(env, "option stride must be a multiple of 8");
+  }
+  CheckRange(env, address, length, spec.stride, "touch");
+
+  auto* job = new TouchJob(env);
+  job->spec = spec;
+  job->results.resize(spec.threads);
+  Napi::Promise promise = job->deferred.Promise();
+  job->tsfn = SettleTsfn::New(env, "userfaultfd.touch", 0, 1, job);
+  job->coordinator = std::thread([job] {
+    std::vector<std::thread> threads;
+    for (uint32_t i = 0; i < job->spec.threads; i++) {
+      threads.emplace_back(TouchThread, std::cref(job->spec), i, &job->results[i]);
+    }
+    for (auto& t : threads) t.join();
+    job->tsfn.BlockingCall();
+  });
+  // The coordinator is joined in Settle, which runs only after it called BlockingCall.
+  return promise;
+}
+
+}  // namespace
+
+void InitTesting(Napi::Env env, Napi::Object exports) {
+  Napi::Object testing = Napi::Object::New(env);
+  testing.Set("touch", Napi::Function::New(env, Touch, "touch"));
+  exports.Set("testing", testing);
+}
