@@ -68,6 +68,9 @@ interface Negotiated {
   ioctlBits: bigint;
 }
 
+const WP_ASYNC = 1n << BigInt(FEATURES.WP_ASYNC.bit);
+const WP_UNPOPULATED = 1n << BigInt(FEATURES.WP_UNPOPULATED.bit);
+
 let cachedAvailable: bigint | undefined;
 
 /**
@@ -159,9 +162,12 @@ export class Userfaultfd implements Disposable {
     }
     const opened = openDescriptor(via, userModeOnly);
     try {
+      // The kernel answers with every feature it has; what this descriptor has enabled is what
+      // was asked for (WP_ASYNC brings WP_UNPOPULATED with it, as the kernel does).
       const api = native.apiHandshake(opened.fd, wanted);
+      const enabled = wanted & WP_ASYNC ? wanted | WP_UNPOPULATED : wanted;
       const handle = new native.UffdHandle(opened.fd, true);
-      return new Userfaultfd(handle, { featureBits: api.features, ioctlBits: api.ioctls }, opened.via, userModeOnly);
+      return new Userfaultfd(handle, { featureBits: enabled, ioctlBits: api.ioctls }, opened.via, userModeOnly);
     } catch (err) {
       native.closeFd(opened.fd);
       throw err;
@@ -193,7 +199,7 @@ export class Userfaultfd implements Disposable {
     return this.#handle.fd < 0;
   }
 
-  /** The negotiated UFFD_FEATURE_* bits, including any this library has no name for. */
+  /** The UFFD_FEATURE_* bits enabled on this descriptor, including any this library has no name for. */
   get featureBits(): bigint {
     return this.#negotiated.featureBits;
   }

@@ -76,8 +76,8 @@ static Range ArgRange(const Napi::CallbackInfo& info, size_t i, const char* what
 // >= 0 is progress, < 0 is -errno. Success returns the bytes; any failure throws UffdError
 // carrying the bytes done, so partial progress (EAGAIN with bytes > 0) is never lost.
 template <typename Arg>
-static Napi::Value Resolve(Napi::Env env, int fd, unsigned long request, const char* name,
-                           Arg* arg, __s64* result) {
+static Napi::Value Resolve(Napi::Env env, int fd, unsigned long request, const char* name, Arg* arg,
+                           __s64* result) {
   *result = 0;
   int rc = ioctl(fd, request, arg);
   int err = errno;
