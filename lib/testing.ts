@@ -3,6 +3,7 @@
  * thread stays free to serve them.
  * @module
  */
+import { constants as osConstants } from 'node:os';
 import { native } from './binding';
 import { invalidType } from './errors';
 import { toAddress, toLength, toOptions, type Address } from './validate';
@@ -59,5 +60,41 @@ export function touch(address: Address | { address: Address; length: number }, l
   }
   const o = toOptions(opts);
   if (o.mode !== undefined && !['read', 'write', 'increment'].includes(o.mode)) throw invalidType(`unknown mode ${String(o.mode)}`);
-  return native.testing.touch(addr, length, o);
+  // The threads touch raw memory: keep a Mapping passed in alive (and so mapped) until they end.
+  const keep = address;
+  return native.testing.touch(addr, length, o).finally(() => void keep);
+}
+
+export interface ForkTouchOptions {
+  /** What the child does to each unit after the optional madvise/mremap (default 'read'). */
+  mode?: 'read' | 'write' | 'increment';
+  stride?: number;
+  /** madvise(MADV_DONTNEED) the range first: a REMOVE event. */
+  dontneed?: boolean;
+  /** Then mremap it elsewhere and use the new place: a REMAP event. */
+  mremap?: boolean;
+  /** In read mode, what each unit's first word must hold, else the child exits 1. */
+  expect?: 'index' | 'zero';
+}
+
+export interface ForkTouchResult {
+  /** The child's exit code (0: everything as expected), or null if a signal ended it. */
+  status: number | null;
+  /** The signal that ended the child, e.g. 'SIGBUS', or null. */
+  signal: NodeJS.Signals | null;
+}
+
+/**
+ * Fork a child process (from a native thread) that touches `range` and exits; resolves with how
+ * it ended. With EVENT_FORK negotiated the child's faults arrive on the FORK event's uffd.
+ */
+export async function forkTouch(range: { address: Address; length: number }, options?: ForkTouchOptions): Promise<ForkTouchResult> {
+  const o = toOptions(options);
+  const expect = o.expect === undefined ? 0 : o.expect === 'index' ? 1 : o.expect === 'zero' ? 2 : -1;
+  if (expect < 0) throw invalidType(`unknown expect ${String(o.expect)}`);
+  const keep = range;
+  const r = await native.testing.forkTouch(toAddress(range.address), toLength(range.length), { ...o, expect });
+  void keep;
+  const signal = r.signal === null ? null : ((Object.entries(osConstants.signals).find(([, n]) => n === r.signal)?.[0] ?? `SIG${r.signal}`) as NodeJS.Signals);
+  return { status: r.status, signal };
 }

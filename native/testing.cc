@@ -4,7 +4,9 @@
 // touch(address, length, options) -> Promise<ThreadResult[]>. A coordinator std::thread starts
 // the touching threads, joins them, and settles the promise through a thread-safe function; the
 // libuv thread pool is not used, so a JS handler that itself needs the pool cannot starve it.
+#include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -185,10 +187,141 @@ Napi::Value Touch(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// ---- forkTouch: a child process that touches memory, for the FORK / REMAP / REMOVE events ----
+
+struct ForkSpec {
+  uint8_t* base = nullptr;
+  uint64_t length = 0;
+  uint64_t stride = 0;
+  bool dontneed = false;  // madvise(MADV_DONTNEED) the range first (a REMOVE event)
+  bool mremap = false;    // then move it elsewhere (a REMAP event) and use the new place
+  TouchMode mode = TouchMode::kRead;
+  int expect = 0;  // 0: nothing; 1: word at unit i == i + 1; 2: all zero
+};
+
+struct ForkJob;
+void SettleFork(Napi::Env env, Napi::Function, ForkJob* job, void*);
+using ForkTsfn = Napi::TypedThreadSafeFunction<ForkJob, void, SettleFork>;
+
+struct ForkJob {
+  ForkSpec spec;
+  int status = 0;  // exit status, or -1
+  int signal = 0;
+  int err = 0;  // errno of a failed fork/waitpid
+  Napi::Promise::Deferred deferred;
+  ForkTsfn tsfn;
+  std::thread waiter;
+  explicit ForkJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+};
+
+// Runs in the forked child of a multi-threaded process: only memory accesses and raw system
+// calls here, then _exit. Exit codes: 0 all as expected, 1 a word differed, 2 mremap failed.
+[[noreturn]] void ChildMain(const ForkSpec& spec) {
+  uint8_t* base = spec.base;
+  if (spec.dontneed) madvise(base, spec.length, MADV_DONTNEED);
+  if (spec.mremap) {
+    // A same-size mremap stays put; move onto a reserved place to make it a real move.
+    void* place = mmap(nullptr, spec.length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (place == MAP_FAILED) _exit(2);
+    void* moved = mremap(base, spec.length, spec.length, MREMAP_MAYMOVE | MREMAP_FIXED, place);
+    if (moved == MAP_FAILED) _exit(2);
+    base = static_cast<uint8_t*>(moved);
+  }
+  int bad = 0;
+  for (uint64_t u = 0; u < spec.length / spec.stride; u++) {
+    volatile uint64_t* word = reinterpret_cast<volatile uint64_t*>(base + u * spec.stride);
+    if (spec.mode == TouchMode::kWrite) {
+      *word = u + 1;
+    } else if (spec.mode == TouchMode::kIncrement) {
+      *word = *word + 1;
+    } else {
+      uint64_t v = *word;
+      if (spec.expect == 1 && v != u + 1) bad = 1;
+      if (spec.expect == 2 && v != 0) bad = 1;
+    }
+  }
+  _exit(bad);
+}
+
+void SettleFork(Napi::Env env, Napi::Function, ForkJob* job, void*) {
+  if (job->waiter.joinable()) job->waiter.join();
+  if (env != nullptr) {
+    if (job->err != 0) {
+      job->deferred.Reject(MakeSysError(env, {job->err, "fork"}).Value());
+    } else {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("status", job->signal ? env.Null() : Napi::Number::New(env, job->status));
+      o.Set("signal", job->signal ? Napi::Number::New(env, job->signal) : env.Null());
+      job->deferred.Resolve(o);
+    }
+  }
+  job->tsfn.Release();
+  delete job;
+}
+
+// forkTouch(address, length, { mode, stride, dontneed, mremap, expect }) -> Promise<{status,
+// signal}>. The fork happens on a helper thread: with EVENT_FORK the forking thread waits until
+// the event is read, and that must never be the JS thread.
+Napi::Value ForkTouch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t address = ArgAddress(info, 0, "address");
+  uint64_t length = ArgLength(info, 1, "length");
+  Napi::Object opts = info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
+  ForkSpec spec;
+  spec.base = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(address));
+  spec.length = length;
+  spec.stride = OptU32(opts, "stride", static_cast<uint32_t>(PageSize()), 1u << 30);
+  spec.dontneed = opts.Get("dontneed").ToBoolean().Value();
+  spec.mremap = opts.Get("mremap").ToBoolean().Value();
+  spec.expect = static_cast<int>(OptU32(opts, "expect", 0, 2));
+  Napi::Value mode = opts.Get("mode");
+  std::string m = mode.IsUndefined() ? "read" : mode.ToString().Utf8Value();
+  if (m == "read") {
+    spec.mode = TouchMode::kRead;
+  } else if (m == "write") {
+    spec.mode = TouchMode::kWrite;
+  } else if (m == "increment") {
+    spec.mode = TouchMode::kIncrement;
+  } else {
+    ThrowRangeError(env, "option mode must be 'read', 'write' or 'increment'");
+  }
+  if (spec.stride < 8 || spec.stride % 8 != 0) {
+    ThrowRangeError(env, "option stride must be a multiple of 8");
+  }
+  CheckRange(env, address, length, PageSize(), "forkTouch");
+
+  auto* job = new ForkJob(env);
+  job->spec = spec;
+  Napi::Promise promise = job->deferred.Promise();
+  job->tsfn = ForkTsfn::New(env, "userfaultfd.forkTouch", 0, 1, job);
+  job->waiter = std::thread([job] {
+    pid_t pid = fork();
+    if (pid == 0) ChildMain(job->spec);
+    if (pid < 0) {
+      job->err = errno;
+    } else {
+      int wstatus = 0;
+      while (waitpid(pid, &wstatus, 0) < 0) {
+        if (errno != EINTR) {
+          job->err = errno;
+          break;
+        }
+      }
+      if (job->err == 0) {
+        if (WIFSIGNALED(wstatus)) job->signal = WTERMSIG(wstatus);
+        job->status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+      }
+    }
+    job->tsfn.BlockingCall();
+  });
+  return promise;
+}
+
 }  // namespace
 
 void InitTesting(Napi::Env env, Napi::Object exports) {
   Napi::Object testing = Napi::Object::New(env);
   testing.Set("touch", Napi::Function::New(env, Touch, "touch"));
+  testing.Set("forkTouch", Napi::Function::New(env, ForkTouch, "forkTouch"));
   exports.Set("testing", testing);
 }

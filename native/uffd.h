@@ -7,6 +7,10 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <memory>
+#include <unordered_map>
+
+#include "reader.h"
 
 class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
  public:
@@ -30,7 +34,27 @@ class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
   Napi::Value Continue(const Napi::CallbackInfo& info);
   Napi::Value Poison(const Napi::CallbackInfo& info);
   Napi::Value Move(const Napi::CallbackInfo& info);
+  // The event thread and native policies (native/reader.*).
+  Napi::Value StartReader(const Napi::CallbackInfo& info);
+  Napi::Value StopReader(const Napi::CallbackInfo& info);
+  Napi::Value PauseReader(const Napi::CallbackInfo& info);
+  Napi::Value RefReader(const Napi::CallbackInfo& info);
+  Napi::Value UnrefReader(const Napi::CallbackInfo& info);
+  Napi::Value AddPolicy(const Napi::CallbackInfo& info);
+  Napi::Value RemovePolicy(const Napi::CallbackInfo& info);
+  Napi::Value PolicyStats(const Napi::CallbackInfo& info);
+  Napi::Value ReadRawEvents(const Napi::CallbackInfo& info);
+
+  // Stops and joins the event thread, and drops what its policies kept alive. Idempotent.
+  void Shutdown();
+  static void OnEnvTeardown(void* self);
 
   int fd_ = -1;
   bool owns_fd_ = true;
+  napi_env env_ = nullptr;
+  std::unique_ptr<Reader> reader_;
+  bool cleanup_hook_ = false;
+  uint32_t next_policy_id_ = 1;
+  // Buffers and tables that policies read from, kept alive until the policy is removed.
+  std::unordered_map<uint32_t, Napi::Reference<Napi::Value>> policy_sources_;
 };
