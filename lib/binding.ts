@@ -36,6 +36,8 @@ export interface NativeUffd {
   policyStats(id: number): PolicyStats | undefined;
   /** Blocking: up to `max` raw messages, or null after `timeoutMs` (-1: wait forever). */
   readRaw(timeoutMs: number, max: number): ArrayBuffer | null;
+  /** Whether a message waits to be read, within `timeoutMs`, without reading it. */
+  waitReadable(timeoutMs: number): boolean;
 }
 
 /** Counters of one native policy. */
@@ -82,6 +84,7 @@ export interface Binding {
   testing: {
     touch(address: bigint, length: number, options: object): Promise<import('./testing').TouchThreadResult[]>;
     forkTouch(address: bigint, length: number, options: object): Promise<{ status: number | null; signal: number | null }>;
+    madvise(address: bigint, length: number, advice: number): Promise<void>;
   };
 }
 

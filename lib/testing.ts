@@ -5,6 +5,7 @@
  */
 import { constants as osConstants } from 'node:os';
 import { native } from './binding';
+import { MADVISE, type MadviseName } from './constants';
 import { invalidType } from './errors';
 import { toAddress, toLength, toOptions, type Address } from './validate';
 
@@ -13,6 +14,8 @@ export interface TouchOptions {
   threads?: number;
   /** Bytes between touches (default: the base page size; a multiple of 8). */
   stride?: number;
+  /** Byte offset of the touched word inside each stride (default 0; a multiple of 8). */
+  offset?: number;
   /**
    * 'read' loads a 64-bit word per stride, 'write' stores `unit index + 1` there, 'increment'
    * atomically adds 1 to it (per-page counters). Default 'read'.
@@ -97,4 +100,16 @@ export async function forkTouch(range: { address: Address; length: number }, opt
   void keep;
   const signal = r.signal === null ? null : ((Object.entries(osConstants.signals).find(([, n]) => n === r.signal)?.[0] ?? `SIG${r.signal}`) as NodeJS.Signals);
   return { status: r.status, signal };
+}
+
+/**
+ * madvise(2) from a native thread. With EVENT_REMOVE negotiated, MADV_DONTNEED on a registered
+ * range waits until the REMOVE event is read, which the JS thread must never wait for.
+ */
+export async function madvise(range: { address: Address; length: number }, advice: MadviseName): Promise<void> {
+  const value = MADVISE[advice];
+  if (value === undefined) throw invalidType(`unknown advice ${String(advice)}`);
+  const keep = range;
+  await native.testing.madvise(toAddress(range.address), toLength(range.length), value);
+  void keep;
 }

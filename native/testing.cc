@@ -30,6 +30,7 @@ struct TouchSpec {
   uint8_t* base = nullptr;
   uint64_t length = 0;
   uint64_t stride = 0;
+  uint64_t offset = 0;  // byte offset of the touched word inside each stride
   TouchMode mode = TouchMode::kRead;
   bool random = false;
   bool partition = true;  // thread i takes units i, i+N, ...; else every thread takes all
@@ -78,7 +79,7 @@ void TouchThread(const TouchSpec& spec, uint32_t index, ThreadResult* out) {
   for (uint32_t pass = 0; deadline ? NowNs() < deadline : pass < spec.passes; pass++) {
     if (spec.random) std::shuffle(order.begin(), order.end(), rng);
     for (uint64_t u : order) {
-      uint64_t* word = reinterpret_cast<uint64_t*>(spec.base + u * spec.stride);
+      uint64_t* word = reinterpret_cast<uint64_t*>(spec.base + u * spec.stride + spec.offset);
       uint64_t t0 = spec.record_latency ? NowNs() : 0;
       switch (spec.mode) {
         case TouchMode::kRead:
@@ -145,6 +146,7 @@ Napi::Value Touch(const Napi::CallbackInfo& info) {
   spec.base = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(address));
   spec.length = length;
   spec.stride = OptU32(opts, "stride", static_cast<uint32_t>(PageSize()), 1u << 30);
+  spec.offset = OptU32(opts, "offset", 0, 1u << 30);
   spec.threads = OptU32(opts, "threads", 1, 256);
   spec.passes = OptU32(opts, "passes", 1, 1u << 30);
   spec.duration_ns = static_cast<uint64_t>(OptU32(opts, "durationMs", 0, 3600000)) * 1000000;
@@ -169,6 +171,9 @@ Napi::Value Touch(const Napi::CallbackInfo& info) {
     ThrowRangeError(env, "option stride must be a multiple of 8");
   }
   CheckRange(env, address, length, spec.stride, "touch");
+  if (spec.offset % 8 != 0 || spec.offset + 8 > spec.stride) {
+    ThrowRangeError(env, "option offset must be a multiple of 8 inside the stride");
+  }
 
   auto* job = new TouchJob(env);
   job->spec = spec;
@@ -317,11 +322,65 @@ Napi::Value ForkTouch(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// ---- madvise from a helper thread ----
+// With EVENT_REMOVE negotiated, madvise(DONTNEED) waits until the REMOVE event is read: from the
+// JS thread, with nobody else reading, that would never return.
+
+struct MadviseJob;
+void SettleMadvise(Napi::Env env, Napi::Function, MadviseJob* job, void*);
+using MadviseTsfn = Napi::TypedThreadSafeFunction<MadviseJob, void, SettleMadvise>;
+
+struct MadviseJob {
+  uint8_t* addr = nullptr;
+  size_t len = 0;
+  int advice = 0;
+  int err = 0;
+  Napi::Promise::Deferred deferred;
+  MadviseTsfn tsfn;
+  std::thread worker;
+  explicit MadviseJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+};
+
+void SettleMadvise(Napi::Env env, Napi::Function, MadviseJob* job, void*) {
+  if (job->worker.joinable()) job->worker.join();
+  if (env != nullptr) {
+    if (job->err) {
+      job->deferred.Reject(MakeSysError(env, {job->err, "madvise"}).Value());
+    } else {
+      job->deferred.Resolve(env.Undefined());
+    }
+  }
+  job->tsfn.Release();
+  delete job;
+}
+
+// madvise(address, length, advice) -> Promise<void>
+Napi::Value MadviseOffThread(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t address = ArgAddress(info, 0, "address");
+  uint64_t length = ArgLength(info, 1, "length");
+  uint64_t advice = ArgBits(info, 2, "advice");
+  CheckRange(env, address, length, PageSize(), "madvise");
+  if (advice > 0xffff) ThrowRangeError(env, "advice is out of range");
+  auto* job = new MadviseJob(env);
+  job->addr = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(address));
+  job->len = length;
+  job->advice = static_cast<int>(advice);
+  Napi::Promise promise = job->deferred.Promise();
+  job->tsfn = MadviseTsfn::New(env, "userfaultfd.madvise", 0, 1, job);
+  job->worker = std::thread([job] {
+    if (madvise(job->addr, job->len, job->advice) != 0) job->err = errno;
+    job->tsfn.BlockingCall();
+  });
+  return promise;
+}
+
 }  // namespace
 
 void InitTesting(Napi::Env env, Napi::Object exports) {
   Napi::Object testing = Napi::Object::New(env);
   testing.Set("touch", Napi::Function::New(env, Touch, "touch"));
   testing.Set("forkTouch", Napi::Function::New(env, ForkTouch, "forkTouch"));
+  testing.Set("madvise", Napi::Function::New(env, MadviseOffThread, "madvise"));
   exports.Set("testing", testing);
 }

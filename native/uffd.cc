@@ -1,6 +1,7 @@
 #include "uffd.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -358,6 +359,22 @@ Napi::Value UffdHandle::ReadRawEvents(const Napi::CallbackInfo& info) {
   return ReadRaw(env, fd, info);
 }
 
+// waitReadable(timeoutMs) -> boolean: whether a message is waiting, without reading it (for
+// tests that need an event to stay unread, such as mmap-changing).
+Napi::Value UffdHandle::WaitReadable(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  Napi::Env env = info.Env();
+  int fd = LiveFd(env);
+  int timeout = static_cast<int>(ArgLength(info, 0, "timeoutMs"));
+  struct pollfd pfd = {fd, POLLIN, 0};
+  int n;
+  do {
+    n = poll(&pfd, 1, timeout);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) ThrowSysError(env, {errno, "poll"});
+  return Napi::Boolean::New(env, n > 0 && (pfd.revents & POLLIN));
+}
+
 Napi::Function UffdHandle::DefineClass(Napi::Env env) {
   return ObjectWrap<UffdHandle>::DefineClass(
       env, "UffdHandle",
@@ -382,6 +399,7 @@ Napi::Function UffdHandle::DefineClass(Napi::Env env) {
           InstanceMethod<&UffdHandle::RemovePolicy>("removePolicy"),
           InstanceMethod<&UffdHandle::PolicyStats>("policyStats"),
           InstanceMethod<&UffdHandle::ReadRawEvents>("readRaw"),
+          InstanceMethod<&UffdHandle::WaitReadable>("waitReadable"),
       });
 }
 

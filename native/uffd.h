@@ -44,6 +44,7 @@ class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
   Napi::Value RemovePolicy(const Napi::CallbackInfo& info);
   Napi::Value PolicyStats(const Napi::CallbackInfo& info);
   Napi::Value ReadRawEvents(const Napi::CallbackInfo& info);
+  Napi::Value WaitReadable(const Napi::CallbackInfo& info);
 
   // Stops and joins the event thread, and drops what its policies kept alive. Idempotent.
   void Shutdown();
