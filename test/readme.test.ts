@@ -42,6 +42,7 @@ describe('README examples', () => {
   for (const ex of all) {
     it(`the example at README.md:${ex.line} runs${promised(ex.code).length ? ' and prints what it says' : ''}`, () => {
       const isModule = /^import /m.test(ex.code);
+      // In a Worker's eval'd source the name appears quoted inside a template string too.
       const code = ex.code.replace(/(['"])userfaultfd\1/g, JSON.stringify(PACKAGE));
       const r = spawnSync(process.execPath, [isModule ? '--input-type=module' : '--input-type=commonjs', '-e', code], {
         encoding: 'utf8',
