@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <random>
 #include <thread>
@@ -23,6 +24,46 @@
 #include "errors.h"
 
 namespace {
+
+// Runs `work` on a new thread, then settles a promise on the JS thread with `settle`. The
+// thread-safe function keeps the loop alive until then; at environment teardown (env null)
+// nothing is settled and only the job is freed.
+class OffThreadJob {
+ public:
+  using Work = std::function<void()>;
+  using Settle = std::function<void(Napi::Env, Napi::Promise::Deferred&)>;
+
+  static Napi::Promise Start(Napi::Env env, const char* name, Work work, Settle settle) {
+    auto* job = new OffThreadJob(env, std::move(work), std::move(settle));
+    Napi::Promise promise = job->deferred_.Promise();
+    job->tsfn_ = Tsfn::New(env, name, 0, 1, job);
+    job->thread_ = std::thread([job] {
+      job->work_();
+      job->tsfn_.BlockingCall();
+    });
+    return promise;
+  }
+
+ private:
+  static void Finish(Napi::Env env, Napi::Function, OffThreadJob* job, void*) {
+    if (job->thread_.joinable()) job->thread_.join();  // it has called BlockingCall: it is done
+    if (env != nullptr) job->settle_(env, job->deferred_);
+    job->tsfn_.Release();
+    delete job;
+  }
+  using Tsfn = Napi::TypedThreadSafeFunction<OffThreadJob, void, Finish>;
+
+  OffThreadJob(Napi::Env env, Work work, Settle settle)
+      : work_(std::move(work)),
+        settle_(std::move(settle)),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Work work_;
+  Settle settle_;
+  Napi::Promise::Deferred deferred_;
+  Tsfn tsfn_;
+  std::thread thread_;
+};
 
 enum class TouchMode { kRead, kWrite, kIncrement };
 
@@ -46,19 +87,6 @@ struct ThreadResult {
   uint64_t touched = 0;
   uint64_t sum = 0;  // of the words read (read mode), a checksum of what the thread saw
   std::vector<double> latencies_ns;
-};
-
-struct TouchJob;
-void Settle(Napi::Env env, Napi::Function, TouchJob* job, void*);
-using SettleTsfn = Napi::TypedThreadSafeFunction<TouchJob, void, Settle>;
-
-struct TouchJob {
-  TouchSpec spec;
-  std::vector<ThreadResult> results;
-  Napi::Promise::Deferred deferred;
-  SettleTsfn tsfn;
-  std::thread coordinator;
-  explicit TouchJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
 
 uint64_t NowNs() {
@@ -98,30 +126,24 @@ void TouchThread(const TouchSpec& spec, uint32_t index, ThreadResult* out) {
   }
 }
 
-void Settle(Napi::Env env, Napi::Function, TouchJob* job, void*) {
-  // Runs on the JS thread (env set) or at teardown (env null: nothing to settle).
-  if (job->coordinator.joinable()) job->coordinator.join();
-  if (env != nullptr) {
-    Napi::Array arr = Napi::Array::New(env, job->results.size());
-    for (size_t i = 0; i < job->results.size(); i++) {
-      const ThreadResult& r = job->results[i];
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("tid", Napi::Number::New(env, static_cast<double>(r.tid)));
-      o.Set("touched", Napi::Number::New(env, static_cast<double>(r.touched)));
-      o.Set("sum", Napi::BigInt::New(env, r.sum));
-      if (job->spec.record_latency) {
-        Napi::Float64Array lat = Napi::Float64Array::New(env, r.latencies_ns.size());
-        if (!r.latencies_ns.empty()) {
-          std::memcpy(lat.Data(), r.latencies_ns.data(), r.latencies_ns.size() * sizeof(double));
-        }
-        o.Set("latenciesNs", lat);
+Napi::Array ThreadResults(Napi::Env env, const std::vector<ThreadResult>& results, bool latency) {
+  Napi::Array arr = Napi::Array::New(env, results.size());
+  for (size_t i = 0; i < results.size(); i++) {
+    const ThreadResult& r = results[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("tid", Napi::Number::New(env, static_cast<double>(r.tid)));
+    o.Set("touched", Napi::Number::New(env, static_cast<double>(r.touched)));
+    o.Set("sum", Napi::BigInt::New(env, r.sum));
+    if (latency) {
+      Napi::Float64Array lat = Napi::Float64Array::New(env, r.latencies_ns.size());
+      if (!r.latencies_ns.empty()) {
+        std::memcpy(lat.Data(), r.latencies_ns.data(), r.latencies_ns.size() * sizeof(double));
       }
-      arr.Set(i, o);
+      o.Set("latenciesNs", lat);
     }
-    job->deferred.Resolve(arr);
+    arr.Set(i, o);
   }
-  job->tsfn.Release();
-  delete job;
+  return arr;
 }
 
 uint32_t OptU32(Napi::Object opts, const char* key, uint32_t dflt, uint32_t max) {
@@ -133,6 +155,15 @@ uint32_t OptU32(Napi::Object opts, const char* key, uint32_t dflt, uint32_t max)
     ThrowRangeError(opts.Env(), std::string("option ") + key + " is out of range");
   }
   return static_cast<uint32_t>(d);
+}
+
+TouchMode OptMode(Napi::Object opts) {
+  Napi::Value mode = opts.Get("mode");
+  std::string m = mode.IsUndefined() ? "read" : mode.ToString().Utf8Value();
+  if (m == "read") return TouchMode::kRead;
+  if (m == "write") return TouchMode::kWrite;
+  if (m == "increment") return TouchMode::kIncrement;
+  ThrowRangeError(opts.Env(), "option mode must be 'read', 'write' or 'increment'");
 }
 
 // touch(address, length, { threads, stride, mode, order, partition, passes, durationMs, seed,
@@ -153,17 +184,7 @@ Napi::Value Touch(const Napi::CallbackInfo& info) {
   spec.seed = OptU32(opts, "seed", 1, 0xffffffffu);
   spec.record_latency = opts.Get("recordLatency").ToBoolean().Value();
   spec.partition = !opts.Has("partition") || opts.Get("partition").ToBoolean().Value();
-  Napi::Value mode = opts.Get("mode");
-  std::string m = mode.IsUndefined() ? "read" : mode.ToString().Utf8Value();
-  if (m == "read") {
-    spec.mode = TouchMode::kRead;
-  } else if (m == "write") {
-    spec.mode = TouchMode::kWrite;
-  } else if (m == "increment") {
-    spec.mode = TouchMode::kIncrement;
-  } else {
-    ThrowRangeError(env, "option mode must be 'read', 'write' or 'increment'");
-  }
+  spec.mode = OptMode(opts);
   Napi::Value order = opts.Get("order");
   spec.random = !order.IsUndefined() && order.ToString().Utf8Value() == "random";
   if (spec.threads == 0) ThrowRangeError(env, "option threads must be at least 1");
@@ -175,21 +196,19 @@ Napi::Value Touch(const Napi::CallbackInfo& info) {
     ThrowRangeError(env, "option offset must be a multiple of 8 inside the stride");
   }
 
-  auto* job = new TouchJob(env);
-  job->spec = spec;
-  job->results.resize(spec.threads);
-  Napi::Promise promise = job->deferred.Promise();
-  job->tsfn = SettleTsfn::New(env, "userfaultfd.touch", 0, 1, job);
-  job->coordinator = std::thread([job] {
-    std::vector<std::thread> threads;
-    for (uint32_t i = 0; i < job->spec.threads; i++) {
-      threads.emplace_back(TouchThread, std::cref(job->spec), i, &job->results[i]);
-    }
-    for (auto& t : threads) t.join();
-    job->tsfn.BlockingCall();
-  });
-  // The coordinator is joined in Settle, which runs only after it called BlockingCall.
-  return promise;
+  auto results = std::make_shared<std::vector<ThreadResult>>(spec.threads);
+  return OffThreadJob::Start(
+      env, "userfaultfd.touch",
+      [spec, results] {
+        std::vector<std::thread> threads;
+        for (uint32_t i = 0; i < spec.threads; i++) {
+          threads.emplace_back(TouchThread, std::cref(spec), i, &(*results)[i]);
+        }
+        for (auto& t : threads) t.join();
+      },
+      [spec, results](Napi::Env env, Napi::Promise::Deferred& deferred) {
+        deferred.Resolve(ThreadResults(env, *results, spec.record_latency));
+      });
 }
 
 // ---- forkTouch: a child process that touches memory, for the FORK / REMAP / REMOVE events ----
@@ -202,21 +221,6 @@ struct ForkSpec {
   bool mremap = false;    // then move it elsewhere (a REMAP event) and use the new place
   TouchMode mode = TouchMode::kRead;
   int expect = 0;  // 0: nothing; 1: word at unit i == i + 1; 2: all zero
-};
-
-struct ForkJob;
-void SettleFork(Napi::Env env, Napi::Function, ForkJob* job, void*);
-using ForkTsfn = Napi::TypedThreadSafeFunction<ForkJob, void, SettleFork>;
-
-struct ForkJob {
-  ForkSpec spec;
-  int status = 0;  // exit status, or -1
-  int signal = 0;
-  int err = 0;  // errno of a failed fork/waitpid
-  Napi::Promise::Deferred deferred;
-  ForkTsfn tsfn;
-  std::thread waiter;
-  explicit ForkJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
 
 // Runs in the forked child of a multi-threaded process: only memory accesses and raw system
@@ -248,22 +252,6 @@ struct ForkJob {
   _exit(bad);
 }
 
-void SettleFork(Napi::Env env, Napi::Function, ForkJob* job, void*) {
-  if (job->waiter.joinable()) job->waiter.join();
-  if (env != nullptr) {
-    if (job->err != 0) {
-      job->deferred.Reject(MakeSysError(env, {job->err, "fork"}).Value());
-    } else {
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("status", job->signal ? env.Null() : Napi::Number::New(env, job->status));
-      o.Set("signal", job->signal ? Napi::Number::New(env, job->signal) : env.Null());
-      job->deferred.Resolve(o);
-    }
-  }
-  job->tsfn.Release();
-  delete job;
-}
-
 // forkTouch(address, length, { mode, stride, dontneed, mremap, expect }) -> Promise<{status,
 // signal}>. The fork happens on a helper thread: with EVENT_FORK the forking thread waits until
 // the event is read, and that must never be the JS thread.
@@ -279,80 +267,52 @@ Napi::Value ForkTouch(const Napi::CallbackInfo& info) {
   spec.dontneed = opts.Get("dontneed").ToBoolean().Value();
   spec.mremap = opts.Get("mremap").ToBoolean().Value();
   spec.expect = static_cast<int>(OptU32(opts, "expect", 0, 2));
-  Napi::Value mode = opts.Get("mode");
-  std::string m = mode.IsUndefined() ? "read" : mode.ToString().Utf8Value();
-  if (m == "read") {
-    spec.mode = TouchMode::kRead;
-  } else if (m == "write") {
-    spec.mode = TouchMode::kWrite;
-  } else if (m == "increment") {
-    spec.mode = TouchMode::kIncrement;
-  } else {
-    ThrowRangeError(env, "option mode must be 'read', 'write' or 'increment'");
-  }
+  spec.mode = OptMode(opts);
   if (spec.stride < 8 || spec.stride % 8 != 0) {
     ThrowRangeError(env, "option stride must be a multiple of 8");
   }
   CheckRange(env, address, length, PageSize(), "forkTouch");
 
-  auto* job = new ForkJob(env);
-  job->spec = spec;
-  Napi::Promise promise = job->deferred.Promise();
-  job->tsfn = ForkTsfn::New(env, "userfaultfd.forkTouch", 0, 1, job);
-  job->waiter = std::thread([job] {
-    pid_t pid = fork();
-    if (pid == 0) ChildMain(job->spec);
-    if (pid < 0) {
-      job->err = errno;
-    } else {
-      int wstatus = 0;
-      while (waitpid(pid, &wstatus, 0) < 0) {
-        if (errno != EINTR) {
-          job->err = errno;
-          break;
+  struct Outcome {
+    int status = 0;  // exit status, or -1
+    int signal = 0;
+    int err = 0;  // errno of a failed fork / waitpid
+  };
+  auto out = std::make_shared<Outcome>();
+  return OffThreadJob::Start(
+      env, "userfaultfd.forkTouch",
+      [spec, out] {
+        pid_t pid = fork();
+        if (pid == 0) ChildMain(spec);
+        if (pid < 0) {
+          out->err = errno;
+          return;
         }
-      }
-      if (job->err == 0) {
-        if (WIFSIGNALED(wstatus)) job->signal = WTERMSIG(wstatus);
-        job->status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
-      }
-    }
-    job->tsfn.BlockingCall();
-  });
-  return promise;
+        int wstatus = 0;
+        while (waitpid(pid, &wstatus, 0) < 0) {
+          if (errno != EINTR) {
+            out->err = errno;
+            return;
+          }
+        }
+        if (WIFSIGNALED(wstatus)) out->signal = WTERMSIG(wstatus);
+        out->status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+      },
+      [out](Napi::Env env, Napi::Promise::Deferred& deferred) {
+        if (out->err != 0) {
+          deferred.Reject(MakeSysError(env, {out->err, "fork"}).Value());
+          return;
+        }
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("status", out->signal ? env.Null() : Napi::Number::New(env, out->status));
+        o.Set("signal", out->signal ? Napi::Number::New(env, out->signal) : env.Null());
+        deferred.Resolve(o);
+      });
 }
 
 // ---- madvise from a helper thread ----
 // With EVENT_REMOVE negotiated, madvise(DONTNEED) waits until the REMOVE event is read: from the
 // JS thread, with nobody else reading, that would never return.
-
-struct MadviseJob;
-void SettleMadvise(Napi::Env env, Napi::Function, MadviseJob* job, void*);
-using MadviseTsfn = Napi::TypedThreadSafeFunction<MadviseJob, void, SettleMadvise>;
-
-struct MadviseJob {
-  uint8_t* addr = nullptr;
-  size_t len = 0;
-  int advice = 0;
-  int err = 0;
-  Napi::Promise::Deferred deferred;
-  MadviseTsfn tsfn;
-  std::thread worker;
-  explicit MadviseJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
-};
-
-void SettleMadvise(Napi::Env env, Napi::Function, MadviseJob* job, void*) {
-  if (job->worker.joinable()) job->worker.join();
-  if (env != nullptr) {
-    if (job->err) {
-      job->deferred.Reject(MakeSysError(env, {job->err, "madvise"}).Value());
-    } else {
-      job->deferred.Resolve(env.Undefined());
-    }
-  }
-  job->tsfn.Release();
-  delete job;
-}
 
 // madvise(address, length, advice) -> Promise<void>
 Napi::Value MadviseOffThread(const Napi::CallbackInfo& info) {
@@ -362,17 +322,20 @@ Napi::Value MadviseOffThread(const Napi::CallbackInfo& info) {
   uint64_t advice = ArgBits(info, 2, "advice");
   CheckRange(env, address, length, PageSize(), "madvise");
   if (advice > 0xffff) ThrowRangeError(env, "advice is out of range");
-  auto* job = new MadviseJob(env);
-  job->addr = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(address));
-  job->len = length;
-  job->advice = static_cast<int>(advice);
-  Napi::Promise promise = job->deferred.Promise();
-  job->tsfn = MadviseTsfn::New(env, "userfaultfd.madvise", 0, 1, job);
-  job->worker = std::thread([job] {
-    if (madvise(job->addr, job->len, job->advice) != 0) job->err = errno;
-    job->tsfn.BlockingCall();
-  });
-  return promise;
+  auto* addr = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(address));
+  auto err = std::make_shared<int>(0);
+  return OffThreadJob::Start(
+      env, "userfaultfd.madvise",
+      [addr, length, advice, err] {
+        if (madvise(addr, length, static_cast<int>(advice)) != 0) *err = errno;
+      },
+      [err](Napi::Env env, Napi::Promise::Deferred& deferred) {
+        if (*err != 0) {
+          deferred.Reject(MakeSysError(env, {*err, "madvise"}).Value());
+        } else {
+          deferred.Resolve(env.Undefined());
+        }
+      });
 }
 
 }  // namespace

@@ -168,34 +168,31 @@ Napi::Value UffdHandle::Copy(const Napi::CallbackInfo& info) {
   return Resolved(env, UffdCopy(fd, dst, src, len, mode), "UFFDIO_COPY");
 }
 
-Napi::Value UffdHandle::Zeropage(const Napi::CallbackInfo& info) {
+// zeropage / continue / poison(address, length, mode): one range, one mode word.
+Napi::Value UffdHandle::FillRange(const Napi::CallbackInfo& info, const char* what,
+                                  const char* ioctl_name, uint64_t known_modes,
+                                  IoctlResult (*fill)(int, uint64_t, uint64_t, uint64_t)) {
   CheckReceiver(info);
   Napi::Env env = info.Env();
   int fd = LiveFd(env);
-  Range r = ArgRange(info, 0, "zeropage");
+  Range r = ArgRange(info, 0, what);
   uint64_t mode = ArgBits(info, 2, "mode");
-  CheckBits(env, mode, UFFDIO_ZEROPAGE_MODE_DONTWAKE, "zeropage");
-  return Resolved(env, UffdZeropage(fd, r.start, r.len, mode), "UFFDIO_ZEROPAGE");
+  CheckBits(env, mode, known_modes, what);
+  return Resolved(env, fill(fd, r.start, r.len, mode), ioctl_name);
+}
+
+Napi::Value UffdHandle::Zeropage(const Napi::CallbackInfo& info) {
+  return FillRange(info, "zeropage", "UFFDIO_ZEROPAGE", UFFDIO_ZEROPAGE_MODE_DONTWAKE,
+                   UffdZeropage);
 }
 
 Napi::Value UffdHandle::Continue(const Napi::CallbackInfo& info) {
-  CheckReceiver(info);
-  Napi::Env env = info.Env();
-  int fd = LiveFd(env);
-  Range r = ArgRange(info, 0, "continue");
-  uint64_t mode = ArgBits(info, 2, "mode");
-  CheckBits(env, mode, UFFDIO_CONTINUE_MODE_DONTWAKE | UFFDIO_CONTINUE_MODE_WP, "continue");
-  return Resolved(env, UffdContinue(fd, r.start, r.len, mode), "UFFDIO_CONTINUE");
+  return FillRange(info, "continue", "UFFDIO_CONTINUE",
+                   UFFDIO_CONTINUE_MODE_DONTWAKE | UFFDIO_CONTINUE_MODE_WP, UffdContinue);
 }
 
 Napi::Value UffdHandle::Poison(const Napi::CallbackInfo& info) {
-  CheckReceiver(info);
-  Napi::Env env = info.Env();
-  int fd = LiveFd(env);
-  Range r = ArgRange(info, 0, "poison");
-  uint64_t mode = ArgBits(info, 2, "mode");
-  CheckBits(env, mode, UFFDIO_POISON_MODE_DONTWAKE, "poison");
-  return Resolved(env, UffdPoison(fd, r.start, r.len, mode), "UFFDIO_POISON");
+  return FillRange(info, "poison", "UFFDIO_POISON", UFFDIO_POISON_MODE_DONTWAKE, UffdPoison);
 }
 
 Napi::Value UffdHandle::Move(const Napi::CallbackInfo& info) {

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "reader.h"
+#include "resolve.h"
 
 class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
  public:
@@ -22,6 +23,9 @@ class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
 
  private:
   int LiveFd(Napi::Env env) const;  // throws ERR_UFFD_CLOSED once closed
+  Napi::Value FillRange(const Napi::CallbackInfo& info, const char* what, const char* ioctl_name,
+                        uint64_t known_modes,
+                        IoctlResult (*fill)(int, uint64_t, uint64_t, uint64_t));
 
   Napi::Value GetFd(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
