@@ -290,14 +290,21 @@ export class Pagemap implements Disposable {
     a[SCAN_ARG.categoryAnyofMask] = plan.anyOf;
     a[SCAN_ARG.returnMask] = plan.returnMask;
     const count = this.scanRaw(a, vec, plan);
-    return { count, walkEnd: a[SCAN_ARG.walkEnd] };
+    let walkEnd = a[SCAN_ARG.walkEnd];
+    // Kernel quirk (seen on 6.18, still in mainline's do_pagemap_scan): the walk refills a
+    // 512-region bounce buffer and sets walk_end at each refill, but a walk that then completes
+    // leaves walk_end at the last refill point instead of the end. A walk_end before the end of
+    // the last region returned can only be that stale value: the walk did complete.
+    if (count > 0 && vec !== null && walkEnd < vec[(count - 1) * REGION_WORDS + 1]) walkEnd = plan.end;
+    return { count, walkEnd };
   }
 
   /**
    * PAGEMAP_SCAN with raw arguments, for experts and tests: `args` laid out as struct
    * pm_scan_arg (see {@link SCAN_ARG}), `vec` the output (3 words per region) or null for a
    * NULL vec. Nothing is checked here beyond what the native layer checks: the kernel's own
-   * EINVAL / EFAULT / EPERM come back as {@link UffdError}. walk_end is written into `args`.
+   * EINVAL / EFAULT / EPERM come back as {@link UffdError}. walk_end is written into `args`
+   * as the kernel left it (which, after more than 512 regions, can be stale: see scanPlan).
    */
   scanRaw(args: BigUint64Array, vec: BigUint64Array | null, plan?: Pick<ScanPlan, 'mask' | 'anyOf' | 'inverted' | 'returnMask'>): number {
     if (this.#fd < 0) throw Object.assign(new Error('this Pagemap is closed'), { code: 'ERR_UFFD_CLOSED' });

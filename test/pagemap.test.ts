@@ -315,6 +315,30 @@ describe('pagemapScan', function () {
       expect(over.walkEnd).to.equal(at(20));
     });
 
+    it('more regions than the kernel\'s 512-region bounce buffer: done, walkEnd = end, nothing twice', function () {
+      // The kernel leaves walk_end at its last bounce-buffer refill when such a walk completes;
+      // the raw ioctl shows it, pagemapScan corrects it.
+      using big = Mapping.anonymous(4096 * P, { hugepage: false });
+      for (let i = 0; i < 4096; i += 2) big.bytes()[i * P] = 1;
+      const bigEnd = big.address + BigInt(big.length);
+      const r = pagemapScan({ range: big, categories: ['PRESENT'], maxRegions: 4096 });
+      expect(r.regions.length).to.equal(2048);
+      expect(r.done).to.equal(true);
+      expect(r.walkEnd).to.equal(bigEnd);
+      using pm = Pagemap.open();
+      const args = new BigUint64Array(12);
+      args[SCAN_ARG.size] = SCAN_ARG_SIZE;
+      args[SCAN_ARG.start] = big.address;
+      args[SCAN_ARG.end] = bigEnd;
+      args[SCAN_ARG.vecLen] = 4096n;
+      args[SCAN_ARG.categoryMask] = BIT.PRESENT;
+      args[SCAN_ARG.returnMask] = BIT.PRESENT;
+      expect(pm.scanRaw(args, new BigUint64Array(4096 * 3))).to.equal(2048);
+      const rawWalkEnd = args[SCAN_ARG.walkEnd];
+      if (rawWalkEnd !== bigEnd) expect(rawWalkEnd).to.equal(big.address + BigInt(3 * 512 * 2 * P)); // the 3rd refill: region 1536, page 3072
+      expect([...pagemapScanAll({ range: big, categories: ['PRESENT'], maxRegions: 1000 })].length).to.equal(2048);
+    });
+
     it('pagemapScanAll continues from walkEnd to the end of the range, whatever the per-call bounds', function () {
       const written = [0, 2, 3, 4, 8, 17, 18, 30, 31];
       for (const i of written) mem.bytes()[i * P] = 1;
