@@ -38,6 +38,8 @@ export const SCAN_ARG_SIZE = 96n;
 
 /** Regions one scan may return unless `maxRegions` says otherwise (24 bytes each). */
 export const DEFAULT_MAX_REGIONS = 4096;
+/** The largest scratch buffer a {@link Pagemap} keeps between scans, in regions (1.5 MiB). */
+const MAX_KEPT_REGIONS = 65536;
 
 /** What {@link probePagemapScan} found. */
 export interface PagemapScanSupport {
@@ -241,12 +243,26 @@ export class Pagemap implements Disposable {
     return this.#fd;
   }
 
-  /** One PAGEMAP_SCAN call; see {@link pagemapScan}. The result owns its buffer. */
+  /**
+   * One PAGEMAP_SCAN call; see {@link pagemapScan}. The kernel writes into a scratch buffer this
+   * Pagemap keeps; the result gets its own copy of just the regions found, so it never goes
+   * stale and a large `maxRegions` costs memory only once.
+   */
   scan(options: Omit<PagemapScanOptions, 'pid'>): PagemapScanResult {
     const plan = planScan(options);
-    const vec = new BigUint64Array(plan.maxRegions * REGION_WORDS);
+    const vec = this.#scratchFor(plan.maxRegions);
     const { count, walkEnd } = this.scanPlan(plan, plan.start, vec, plan.maxRegions);
-    return { regions: new PageRegions(vec, count, plan.returnMask), walkEnd, done: walkEnd >= plan.end };
+    return { regions: new PageRegions(vec.slice(0, count * REGION_WORDS), count, plan.returnMask), walkEnd, done: walkEnd >= plan.end };
+  }
+
+  #scratch: BigUint64Array | undefined;
+  // Up to MAX_KEPT_REGIONS the scratch buffer is kept for the next scan; beyond, it is one-off.
+  #scratchFor(regions: number): BigUint64Array {
+    const words = regions * REGION_WORDS;
+    if (this.#scratch !== undefined && this.#scratch.length >= words) return this.#scratch;
+    const vec = new BigUint64Array(words);
+    if (regions <= MAX_KEPT_REGIONS) this.#scratch = vec;
+    return vec;
   }
 
   /**
