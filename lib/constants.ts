@@ -136,6 +136,9 @@ export const MADVISE = {
   POPULATE_WRITE: 23,
   DONTNEED_LOCKED: 24,
   COLLAPSE: 25,
+  /** Guard regions (Linux >= 6.13): accesses raise SIGSEGV; PAGEMAP_SCAN reports them as GUARD. */
+  GUARD_INSTALL: 102,
+  GUARD_REMOVE: 103,
 } as const;
 export type MadviseName = keyof typeof MADVISE;
 

@@ -74,6 +74,8 @@ export class WriteTracker implements Disposable {
   readonly #plan: ScanPlan;
   readonly #resetPlan: ScanPlan;
   readonly #owner: BufferOwner = { generation: 0 };
+  // Held so that a Mapping cannot be collected (and unmapped) while it is being tracked.
+  readonly #target: Mapping | Range;
   #vec: BigUint64Array;
   #closed = false;
   /** First tracked byte. */
@@ -91,6 +93,7 @@ export class WriteTracker implements Disposable {
    */
   constructor(target: Mapping | Range, options?: WriteTrackerOptions) {
     const opts = toOptions(options);
+    this.#target = target;
     const unsupported = trackerUnsupported((availableFeatureBits() & (1n << BigInt(FEATURES.WP_ASYNC.bit))) !== 0n, pagemapSupport().supported);
     if (unsupported) throw unsupported;
     let range: { address: bigint; length: number };
@@ -126,6 +129,11 @@ export class WriteTracker implements Disposable {
     this.#resetPlan = { ...base, flags: PM_SCAN_CHECK_WPASYNC | PM_SCAN_WP_MATCHING, maxRegions: 0 };
     const units = Math.ceil(range.length / native.pageSize());
     this.#vec = new BigUint64Array(Math.min(units, INITIAL_REGIONS) * REGION_WORDS);
+  }
+
+  /** What is tracked: the Mapping or range given to the constructor. */
+  get target(): Mapping | Range {
+    return this.#target;
   }
 
   /** Whether close() has been called. */

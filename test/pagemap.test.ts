@@ -245,6 +245,29 @@ describe('pagemapScan', function () {
       expect(spansOf(regions, mem.address, mem.pageSize)).to.deep.equal([[1, 2]]);
     });
 
+    it('GUARD on guard regions (MADV_GUARD_INSTALL), and not after MADV_GUARD_REMOVE', function () {
+      skipIf(this, probePagemapScan().categories.GUARD ? undefined : 'this kernel has no GUARD category (Linux < 6.14)');
+      using mem = Mapping.anonymous(8 * P);
+      try {
+        mem.madvise('GUARD_INSTALL', { offset: 2 * P, length: 3 * P });
+      } catch (err) {
+        skipIf(this, `MADV_GUARD_INSTALL failed: ${(err as Error).message}`);
+      }
+      expect(spansOf(pagemapScan({ range: mem, categories: ['GUARD'] }).regions, mem.address, P)).to.deep.equal([[2, 5]]);
+      mem.madvise('GUARD_REMOVE', { offset: 2 * P, length: 3 * P });
+      expect(pagemapScan({ range: mem, categories: ['GUARD'] }).regions.length).to.equal(0);
+    });
+
+    it('SOFT_DIRTY: accepted; set on new pages where the kernel tracks soft-dirty', function () {
+      // Without CONFIG_MEM_SOFT_DIRTY the kernel accepts the category but never sets it; VMAs
+      // then lack the 'sd' flag in /proc/self/smaps.
+      const tracks = /^VmFlags:.* sd/m.test(fs.readFileSync('/proc/self/smaps', 'utf8'));
+      using mem = Mapping.anonymous(4 * P);
+      mem.bytes()[P] = 1;
+      const { regions } = pagemapScan({ range: mem, categories: ['PRESENT'], returnMask: ['PRESENT', 'SOFT_DIRTY'] });
+      expect(regions.at(0)?.categories.SOFT_DIRTY).to.equal(tracks);
+    });
+
     it('WPALLOWED only where a WP_ASYNC userfaultfd registered the range', function () {
       using mem = Mapping.anonymous(8 * P);
       expect(pagemapScan({ range: mem, categories: ['WPALLOWED'] }).regions.length).to.equal(0);
