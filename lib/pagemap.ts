@@ -238,6 +238,15 @@ export class Pagemap implements Disposable {
     return new Pagemap(fd, p ?? 'self');
   }
 
+  /**
+   * Wrap an open descriptor, which the Pagemap then owns and closes. For a pagemap opened some
+   * other way (say, received from a privileged helper); any other file fails every scan. @internal
+   */
+  static fromFd(fd: number, pid: number | 'self' = 'self'): Pagemap {
+    if (!Number.isInteger(fd) || fd < 0) throw invalidType('fd must be a file descriptor number');
+    return new Pagemap(fd, pid);
+  }
+
   /** The descriptor; -1 once closed. */
   get fd(): number {
     return this.#fd;

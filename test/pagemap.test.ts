@@ -12,6 +12,7 @@ import {
   Mapping,
   Pagemap,
   UffdError,
+  UnsupportedError,
   Userfaultfd,
   WriteTracker,
   pagemapScan,
@@ -137,6 +138,25 @@ describe('pagemapScan', function () {
     });
     it('WP_MATCHING without CHECK_WPASYNC skips memory that cannot be tracked: 0 regions', function () {
       expect(pm.scanRaw(args({ flags: 1n, categoryMask: BIT.WRITTEN, returnMask: BIT.WRITTEN }), vec)).to.equal(0);
+    });
+  });
+
+  describe('a kernel without PAGEMAP_SCAN', function () {
+    it('ENOTTY from the ioctl becomes ERR_UFFD_UNSUPPORTED naming PAGEMAP_SCAN and 6.7', function () {
+      // /dev/null has no ioctls at all: it answers PAGEMAP_SCAN as a pagemap before 6.7 does.
+      using pm = Pagemap.fromFd(fs.openSync('/dev/null', 'r'));
+      using mem = Mapping.anonymous(P);
+      let thrown: unknown;
+      try {
+        pm.scan({ range: mem, categories: ['PRESENT'] });
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown).to.be.instanceOf(UnsupportedError);
+      const e = thrown as UnsupportedError;
+      expect(e.code).to.equal('ERR_UFFD_UNSUPPORTED');
+      expect(e.feature).to.equal('PAGEMAP_SCAN');
+      expect(e.since).to.equal('6.7');
     });
   });
 
