@@ -20,7 +20,7 @@ export { pageSize, hugePageSize, thpSize, hugetlbPools } from './sysinfo';
 export type { HugetlbPool } from './sysinfo';
 export * as testing from './testing';
 export type { TouchOptions, TouchThreadResult } from './testing';
-export { Pagemap, pagemapScan, pagemapScanAll, DEFAULT_MAX_REGIONS } from './pagemap';
+export { Pagemap, pagemapScan, pagemapScanAll, DEFAULT_MAX_REGIONS, MAX_REGIONS_LIMIT } from './pagemap';
 export type { PagemapScanOptions, PagemapScanResult } from './pagemap';
 export { PageRegions } from './regions';
 export type { PageRegion } from './regions';

@@ -38,6 +38,8 @@ export const SCAN_ARG_SIZE = 96n;
 
 /** Regions one scan may return unless `maxRegions` says otherwise (24 bytes each). */
 export const DEFAULT_MAX_REGIONS = 4096;
+/** The largest `maxRegions` accepted: 4 Mi regions, a 96 MiB output buffer. */
+export const MAX_REGIONS_LIMIT = 1 << 22;
 /** The largest scratch buffer a {@link Pagemap} keeps between scans, in regions (1.5 MiB). */
 const MAX_KEPT_REGIONS = 65536;
 
@@ -124,7 +126,10 @@ export interface PagemapScanOptions {
   returnMask?: readonly PageCategory[];
   /** Stop after this many matching pages (max_pages); unlimited by default. */
   maxPages?: number;
-  /** Capacity of the output: at most this many regions per ioctl (default 4096, capped by the range's pages). */
+  /**
+   * Capacity of the output: at most this many regions per ioctl (default 4096; at most
+   * {@link MAX_REGIONS_LIMIT}; never more than the range has pages).
+   */
   maxRegions?: number;
   /** Write-protect the matching written pages in the same walk (PM_SCAN_WP_MATCHING): get-and-reset. */
   wpMatching?: boolean;
@@ -201,7 +206,9 @@ export function planScan(options: PagemapScanOptions | undefined): ScanPlan {
   let maxPages = 0n;
   if (opts.maxPages !== undefined) maxPages = BigInt(toLength(opts.maxPages, 'option maxPages'));
   const pages = (end - start + page - 1n) / page;
-  let cap = BigInt(opts.maxRegions === undefined ? DEFAULT_MAX_REGIONS : toLength(opts.maxRegions, 'option maxRegions'));
+  const maxRegions = opts.maxRegions === undefined ? DEFAULT_MAX_REGIONS : toLength(opts.maxRegions, 'option maxRegions');
+  if (maxRegions > MAX_REGIONS_LIMIT) throw outOfRange(`option maxRegions must be at most ${MAX_REGIONS_LIMIT}; continue from walkEnd (or use pagemapScanAll) for more`);
+  let cap = BigInt(maxRegions);
   // More regions than pages (or than maxPages) can never be filled: do not allocate them.
   if (pages < cap) cap = pages;
   if (maxPages !== 0n && maxPages < cap) cap = maxPages;

@@ -179,6 +179,7 @@ describe('pagemapScan', function () {
     it('maxPages / maxRegions must be positive integers; pid a positive integer', function () {
       expectThrowsCode(() => pagemapScan({ range: mem, maxPages: 0 }), RangeError, 'ERR_OUT_OF_RANGE');
       expectThrowsCode(() => pagemapScan({ range: mem, maxRegions: 1.5 }), RangeError, 'ERR_OUT_OF_RANGE');
+      expectThrowsCode(() => pagemapScan({ range: mem, maxRegions: 2 ** 40 }), RangeError, 'ERR_OUT_OF_RANGE');
       expectThrowsCode(() => pagemapScan({ range: mem, pid: -3 }), TypeError, 'ERR_INVALID_ARG_TYPE');
     });
     it('range and start/end together, or neither: TypeError', function () {
