@@ -23,16 +23,17 @@ const REPS = 21;
  */
 const TRIES = 3;
 
-/** xorshift32: a cheap, seedable PRNG for picking pages. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
+/**
+ * The C references' xorshift64 (bench/c/pagemap_uapi.h), same seeds: both sides write the very
+ * same pages, so they walk the same page tables. Setup only, never timed.
+ */
+function xorshift64(seed: bigint): (below: number) => number {
+  let x = BigInt.asUintN(64, seed);
+  return (below) => {
+    x ^= BigInt.asUintN(64, x << 13n);
+    x ^= x >> 7n;
+    x ^= BigInt.asUintN(64, x << 17n);
+    return Number(x % BigInt(below));
   };
 }
 
@@ -46,11 +47,11 @@ function trackOurs(): number {
   bytes.fill(1); // populate: the rounds measure tracking, not first-touch allocation
   using tracker = new WriteTracker(mem);
   const order = new Uint32Array(pages).map((_, i) => i);
-  const next = rng(0x9e3779b9);
+  const next = xorshift64(0x9e3779b97f4a7c15n);
   const times: number[] = [];
   for (let r = -WARMUP; r < ROUNDS; r++) {
     for (let i = 0; i < k; i++) {
-      const j = i + (next() % (pages - i));
+      const j = i + next(pages - i);
       const t = order[i];
       order[i] = order[j];
       order[j] = t;
@@ -82,15 +83,15 @@ async function presentOurs(layout: 'random' | 'runs'): Promise<PresentOurs> {
   const k = Math.floor((pages * PERCENT) / 100);
   using mem = Mapping.anonymous(len, { hugepage: false });
   const bytes = mem.bytes();
-  const next = rng(0x2545f491);
+  const next = xorshift64(0x2545f4914f6cdd1dn);
   const perRun = (2 << 20) / page;
   if (layout === 'runs') {
-    for (let i = 0; i < k / perRun; i++) {
-      const at = (next() % (pages / perRun)) * perRun * page;
+    for (let i = 0; i < Math.floor(k / perRun); i++) {
+      const at = next(pages / perRun) * perRun * page;
       bytes.fill(1, at, at + perRun * page);
     }
   } else {
-    for (let i = 0; i < k; i++) bytes[(next() % pages) * page] = 1;
+    for (let i = 0; i < k; i++) bytes[next(pages) * page] = 1;
   }
   const fd = fs.openSync('/proc/self/pagemap', 'r');
   const entries = Buffer.allocUnsafe(pages * 8);
