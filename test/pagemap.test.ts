@@ -299,17 +299,18 @@ describe('pagemapScan', function () {
     });
   });
 
-  describe('walkEnd and maxPages edges', function () {
+  for (const type of MEMTYPES.filter((t) => !t.hugetlb)) describe(`walkEnd and maxPages edges (${type.name})`, function () {
     let mem: Mapping;
     let tracker: WriteTracker;
     const N = 32;
     beforeEach(function () {
-      mem = Mapping.anonymous(N * P);
+      skipIf(this, unavailable(type, 'WP_ASYNC'));
+      mem = type.create(N);
       tracker = new WriteTracker(mem);
     });
     afterEach(function () {
-      tracker.close();
-      mem.unmap();
+      tracker?.close();
+      mem?.unmap();
     });
     const end = () => mem.address + BigInt(mem.length);
     const at = (i: number) => mem.address + BigInt(i * P);

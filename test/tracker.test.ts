@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { expect } from 'chai';
 import { Mapping, UffdError, Userfaultfd, WriteTracker, pagemapScan, testing, thpSize, type Range, type TouchThreadResult } from '../lib/index';
 import { pageSize } from '../lib/sysinfo';
@@ -213,6 +214,42 @@ describe('WriteTracker', function () {
     });
   });
 
+  describe('in worker threads', function () {
+    it('4 workers at once, each with its own tracker and pagemap descriptor', async function () {
+      skipIf(this, why(TYPES[0]));
+      const code = `
+        const { parentPort, workerData } = require('node:worker_threads');
+        const u = require(${JSON.stringify(path.resolve(__dirname, '..', 'lib', 'index.js'))});
+        const P = u.pageSize();
+        const mem = u.Mapping.anonymous(64 * P);
+        const tracker = new u.WriteTracker(mem);
+        const rounds = [];
+        for (let r = 0; r < 50; r++) {
+          for (let i = r % 3; i < 64; i += 3 + workerData) mem.bytes()[i * P] = r;
+          rounds.push(tracker.written({ reset: true }).bytes() / P);
+        }
+        const present = u.pagemapScan({ range: mem, categories: ['PRESENT'] }).regions.bytes() / P;
+        tracker.close();
+        mem.unmap();
+        parentPort.postMessage({ rounds, present });`;
+      const results = await Promise.all(
+        [0, 1, 2, 3].map(
+          (w) =>
+            new Promise<{ rounds: number[]; present: number }>((resolve, reject) => {
+              const worker = new Worker(code, { eval: true, workerData: w });
+              worker.once('message', resolve);
+              worker.once('error', reject);
+            }),
+        ),
+      );
+      results.forEach((r, w) => {
+        const expected = Array.from({ length: 50 }, (_, round) => Math.ceil((64 - (round % 3)) / (3 + w)));
+        expect(r.rounds, `worker ${w}`).to.deep.equal(expected);
+        expect(r.present).to.be.above(0);
+      });
+    });
+  });
+
   describe('transparent huge pages', function () {
     const H = thpSize() ?? 0;
     /** A THP-eligible mapping with one huge-page-aligned, fully written huge page inside. */
@@ -270,12 +307,12 @@ describe('WriteTracker', function () {
   });
 
   describe('6 native writer threads against 1000 get-and-reset rounds', function () {
-    it('every write lands in exactly one round; none is lost (per-page counters)', async function () {
-      skipIf(this, why(TYPES[0]));
+    for (const type of TYPES.filter((t) => t.name === 'anon' || t.name === 'shmem')) it(`${type.name}: every write lands in exactly one round; none is lost (per-page counters)`, async function () {
+      skipIf(this, why(type));
       this.timeout(60000);
       const PAGES = 6 * 32;
       const ROUNDS = 1000;
-      using mem = Mapping.anonymous(PAGES * P);
+      using mem = type.create(PAGES);
       mem.bytes().fill(0);
       using tracker = new WriteTracker(mem);
       // Each page's counter is the low half of the u64 that 'increment' adds to (little endian).
