@@ -45,6 +45,7 @@ const MAX_KEPT_REGIONS = 65536;
 
 /** What {@link probePagemapScan} found. */
 export interface PagemapScanSupport {
+  /** Whether the kernel has PAGEMAP_SCAN at all (Linux >= 6.7). */
   supported: boolean;
   /** Each category: accepted by this kernel's PAGEMAP_SCAN. */
   categories: Readonly<Record<PageCategory, boolean>>;
@@ -265,10 +266,16 @@ export class Pagemap implements Disposable {
    * stale and a large `maxRegions` costs memory only once.
    */
   scan(options: Omit<PagemapScanOptions, 'pid'>): PagemapScanResult {
-    const plan = planScan(options);
+    const plan = this.#plan(options);
     const vec = this.#scratchFor(plan.maxRegions);
     const { count, walkEnd } = this.scanPlan(plan, plan.start, vec, plan.maxRegions);
     return { regions: new PageRegions(vec.slice(0, count * REGION_WORDS), count, plan.returnMask), walkEnd, done: walkEnd >= plan.end };
+  }
+
+  // The process is the Pagemap's: a pid in the options would be silently ignored, so refuse it.
+  #plan(options: Omit<PagemapScanOptions, 'pid'>): ScanPlan {
+    if ((toOptions(options) as PagemapScanOptions).pid !== undefined) throw invalidType('option pid does not apply to Pagemap#scan: open the Pagemap of that pid');
+    return planScan(options);
   }
 
   #scratch: BigUint64Array | undefined;
@@ -287,7 +294,7 @@ export class Pagemap implements Disposable {
    * `wpMatching`, that bounds how long one call holds the address space lock).
    */
   *scanAll(options: Omit<PagemapScanOptions, 'pid'>): Generator<PageRegion, void, undefined> {
-    const plan = planScan(options);
+    const plan = this.#plan(options);
     const vec = new BigUint64Array(plan.maxRegions * REGION_WORDS);
     for (let at = plan.start; ; ) {
       const { count, walkEnd } = this.scanPlan(plan, at, vec, plan.maxRegions);
@@ -403,10 +410,11 @@ export function ownPagemap(): Pagemap {
  *   (`ERR_UFFD_UNSUPPORTED`) before Linux 6.7.
  */
 export function pagemapScan(options: PagemapScanOptions): PagemapScanResult {
-  const pid = toPid(toOptions(options).pid);
-  if (pid === undefined) return ownPagemap().scan(options);
-  using pm = Pagemap.open(pid);
-  return pm.scan(options);
+  const { pid, ...rest } = toOptions(options);
+  const p = toPid(pid);
+  if (p === undefined) return ownPagemap().scan(rest);
+  using pm = Pagemap.open(p);
+  return pm.scan(rest);
 }
 
 /**
@@ -418,11 +426,12 @@ export function pagemapScan(options: PagemapScanOptions): PagemapScanResult {
  * for (const r of pagemapScanAll({ range: mem, categories: ['PRESENT'] })) present += Number(r.end - r.start);
  */
 export function* pagemapScanAll(options: PagemapScanOptions): Generator<PageRegion, void, undefined> {
-  const pid = toPid(toOptions(options).pid);
-  if (pid === undefined) {
-    yield* ownPagemap().scanAll(options);
+  const { pid, ...rest } = toOptions(options);
+  const p = toPid(pid);
+  if (p === undefined) {
+    yield* ownPagemap().scanAll(rest);
     return;
   }
-  using pm = Pagemap.open(pid);
-  yield* pm.scanAll(options);
+  using pm = Pagemap.open(p);
+  yield* pm.scanAll(rest);
 }

@@ -447,6 +447,7 @@ describe('pagemapScan', function () {
         expect(unitsOf(pagemapScanAll({ ...opts, categories: ['PRESENT'], maxRegions: 1 }), address, P)).to.deep.equal([3, 4, 5, 20]);
         using pm = Pagemap.open(child.pid);
         expect(pm.pid).to.equal(child.pid);
+        expect(() => pm.scan({ ...opts, categories: ['PRESENT'] })).to.throw(TypeError, /pid does not apply/);
         expect(pm.scan({ start: address, end: address + BigInt(32 * P), categories: ['PRESENT'] }).regions.length).to.equal(2);
       } finally {
         child.stdin.end('x');
