@@ -11,7 +11,7 @@ export { probe } from './probe';
 export type { ProbeReport, OpenResult } from './probe';
 export { probePagemapScan } from './pagemap';
 export type { PagemapScanSupport } from './pagemap';
-export { Pagemap, pagemapScan, pagemapScanAll, DEFAULT_MAX_REGIONS, MAX_REGIONS_LIMIT } from './pagemap';
+export { Pagemap, pagemapScan, pagemapScanAll, DEFAULT_MAX_REGIONS, MAX_REGIONS_LIMIT, SCAN_ARG, SCAN_ARG_SIZE } from './pagemap';
 export type { PagemapScanOptions, PagemapScanResult } from './pagemap';
 export { PageRegions } from './regions';
 export type { PageRegion } from './regions';

@@ -328,7 +328,7 @@ export class Pagemap implements Disposable {
     a[SCAN_ARG.categoryMask] = plan.mask;
     a[SCAN_ARG.categoryAnyofMask] = plan.anyOf;
     a[SCAN_ARG.returnMask] = plan.returnMask;
-    const count = this.scanRaw(a, vec, plan);
+    const count = this.#ioctl(a, vec, plan);
     let walkEnd = a[SCAN_ARG.walkEnd];
     // Kernel quirk (seen on 6.18, still in mainline's do_pagemap_scan): the walk refills a
     // 512-region bounce buffer and sets walk_end at each refill, but a walk that then completes
@@ -343,9 +343,14 @@ export class Pagemap implements Disposable {
    * pm_scan_arg (see {@link SCAN_ARG}), `vec` the output (3 words per region) or null for a
    * NULL vec. Nothing is checked here beyond what the native layer checks: the kernel's own
    * EINVAL / EFAULT / EPERM come back as {@link UffdError}. walk_end is written into `args`
-   * as the kernel left it (which, after more than 512 regions, can be stale: see scanPlan).
+   * as the kernel left it: after a walk of more than 512 regions it can be stale (the kernel
+   * leaves it at its last bounce-buffer refill); {@link Pagemap.scan} corrects that.
    */
-  scanRaw(args: BigUint64Array, vec: BigUint64Array | null, plan?: Pick<ScanPlan, 'mask' | 'anyOf' | 'inverted' | 'returnMask'>): number {
+  scanRaw(args: BigUint64Array, vec: BigUint64Array | null): number {
+    return this.#ioctl(args, vec, undefined);
+  }
+
+  #ioctl(args: BigUint64Array, vec: BigUint64Array | null, plan: ScanPlan | undefined): number {
     if (this.#fd < 0) throw Object.assign(new Error('this Pagemap is closed'), { code: 'ERR_UFFD_CLOSED' });
     try {
       return native.pagemapScan(this.#fd, args, vec);
@@ -363,6 +368,7 @@ export class Pagemap implements Disposable {
     fs.closeSync(fd);
   }
 
+  /** Same as {@link close}, for `using` declarations. */
   [Symbol.dispose](): void {
     this.close();
   }

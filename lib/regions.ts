@@ -114,6 +114,7 @@ export class PageRegions implements Iterable<PageRegion> {
     return new PageRegions(this.#words.slice(0, this.#count * REGION_WORDS), this.#count, this.#returnMask);
   }
 
+  /** Every region as an object, in address order. */
   *[Symbol.iterator](): IterableIterator<PageRegion> {
     for (let i = 0; i < this.length; i++) yield this.at(i) as PageRegion;
   }

@@ -189,6 +189,7 @@ export class WriteTracker implements Disposable {
     this.#uffd.close();
   }
 
+  /** Same as {@link close}, for `using` declarations. */
   [Symbol.dispose](): void {
     this.close();
   }
