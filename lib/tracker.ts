@@ -29,7 +29,8 @@ export interface WriteTrackerOptions {
    * page forms and every report is in base pages). With true, huge pages already there stay
    * until written: the kernel splits a protected huge page on its first write (so reports stay
    * exact, at the cost of the split and of the huge TLB entry), and a scan that must protect
-   * part of one splits it too. hugetlb memory is always tracked in its own huge pages.
+   * part of one splits it too. hugetlb memory is always tracked in its own huge pages. Applies
+   * to a Mapping target only: for a raw range, give the advice yourself.
    */
   hugePages?: boolean;
 }
@@ -82,7 +83,10 @@ export class WriteTracker implements Disposable {
   readonly address: bigint;
   /** Tracked bytes. */
   readonly length: number;
-  /** The unit of the reports: the huge page size on hugetlb memory, else the base page size. */
+  /**
+   * The unit of the reports: the huge page size on a hugetlb Mapping, else the base page size
+   * (a raw range is assumed to be base pages).
+   */
   readonly pageSize: number;
 
   /**

@@ -186,8 +186,9 @@ describe('pagemapScan', function () {
       expectThrowsCode(() => pagemapScan({ range: mem, start: mem.address, end: mem.address }), TypeError, 'ERR_INVALID_ARG_TYPE');
       expectThrowsCode(() => pagemapScan({}), TypeError, 'ERR_INVALID_ARG_TYPE');
     });
-    it('checkWpAsync without a WP_ASYNC registration: UffdError EPERM', function () {
+    it('checkWpAsync without a WP_ASYNC registration: UffdError EPERM, with what to do', function () {
       expectSysError(() => pagemapScan({ range: mem, categories: ['WRITTEN'], checkWpAsync: true }), 'EPERM', -1);
+      expect(() => pagemapScan({ range: mem, categories: ['WRITTEN'], checkWpAsync: true })).to.throw(/WP_ASYNC userfaultfd \(use WriteTracker/);
     });
     it('zero length: no regions, walkEnd = start, done', function () {
       const r = pagemapScan({ start: mem.address, end: mem.address, categories: ['PRESENT'] });
