@@ -11,7 +11,7 @@
  */
 import { native } from './binding';
 import { FEATURES, PAGE_CATEGORIES, PM_SCAN_CHECK_WPASYNC, PM_SCAN_WP_MATCHING } from './constants';
-import { UnsupportedError, invalidType } from './errors';
+import { UnsupportedError, invalidType, outOfRange } from './errors';
 import { Mapping } from './mapping';
 import { ownPagemap, pagemapSupport, type ScanPlan } from './pagemap';
 import { PageRegions, REGION_WORDS, type BufferOwner } from './regions';
@@ -104,8 +104,8 @@ export class WriteTracker implements Disposable {
     if (target instanceof Mapping) {
       const offset = toLength(opts.offset ?? 0, 'option offset', true);
       const length = toLength(opts.length ?? target.length - offset, 'option length');
+      if (offset + length > target.length) throw outOfRange(`the tracked range [${offset}, +${length}) lies outside the mapping of ${target.length} bytes`);
       range = toRange({ address: target.address + BigInt(offset), length }, target.pageSize, 'WriteTracker');
-      if (offset + length > target.length) throw invalidType(`the tracked range [${offset}, +${length}) lies outside the mapping`);
       this.pageSize = target.pageSize;
       // hugetlb pages never split, and MADV_NOHUGEPAGE means nothing there.
       if (target.kind !== 'hugetlb' && !optBool(opts, 'hugePages', false)) target.madvise('NOHUGEPAGE', { offset, length });

@@ -161,7 +161,8 @@ describe('WriteTracker', function () {
       mem.bytes().fill(1);
       expect(spansOf(a.written(), mem.address, P)).to.deep.equal([[4, 8]]);
       expect(spansOf(b.written(), mem.address, P)).to.deep.equal([[10, 12]]);
-      expect(() => new WriteTracker(mem, { offset: 12 * P, length: 8 * P })).to.throw(TypeError, /outside/);
+      expect(() => new WriteTracker(mem, { offset: 12 * P, length: 8 * P })).to.throw(RangeError, /outside/);
+      expect(() => new WriteTracker(mem, { offset: 100 })).to.throw(RangeError, /multiples/);
       expect(() => new WriteTracker(range, { offset: 0 })).to.throw(TypeError);
     });
 
