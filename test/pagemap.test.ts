@@ -136,6 +136,19 @@ describe('pagemapScan', function () {
       uffd.register(mem, { wp: true });
       expectSysError(() => pm.scanRaw(args({ flags: 3n, categoryMask: BIT.WRITTEN, returnMask: BIT.WRITTEN }), vec), 'EPERM', -1);
     });
+    it('valid corners the selftest accepts: no selection mask, all categories inverted with WP, required + anyOf', function () {
+      const ALL = (1n << 8n) - 1n; // the 6.7 categories; GUARD came later
+      using tracker = new WriteTracker(mem);
+      mem.bytes()[3 * P] = 1;
+      // No selection mask: every page matches, one run per change of the returned categories.
+      expect(pm.scanRaw(args({ categoryMask: 0n, returnMask: BIT.WRITTEN }), vec)).to.equal(3);
+      expect(pm.scanRaw(args({ categoryMask: ALL, categoryAnyofMask: ALL, returnMask: ALL }), vec)).to.equal(0);
+      expect(pm.scanRaw(args({ categoryMask: BIT.WRITTEN, categoryAnyofMask: BIT.PRESENT, returnMask: ALL }), vec)).to.equal(1);
+      // Everything matches with no mask, so WP_MATCHING re-protects the written page.
+      expect(pm.scanRaw(args({ flags: 3n, categoryMask: 0n, categoryInverted: ALL, returnMask: BIT.WRITTEN }), vec)).to.equal(3);
+      expect(tracker.written().length).to.equal(0);
+      expect(tracker.closed).to.equal(false);
+    });
     it('WP_MATCHING without CHECK_WPASYNC skips memory that cannot be tracked: 0 regions', function () {
       expect(pm.scanRaw(args({ flags: 1n, categoryMask: BIT.WRITTEN, returnMask: BIT.WRITTEN }), vec)).to.equal(0);
     });
