@@ -145,6 +145,9 @@ export const MADVISE = {
   POPULATE_WRITE: 23,
   DONTNEED_LOCKED: 24,
   COLLAPSE: 25,
+  /** Guard regions (Linux >= 6.13): accesses raise SIGSEGV; PAGEMAP_SCAN reports them as GUARD. */
+  GUARD_INSTALL: 102,
+  GUARD_REMOVE: 103,
 } as const;
 /** An madvise(2) advice name without its MADV_ prefix. */
 export type MadviseName = keyof typeof MADVISE;
