@@ -317,41 +317,60 @@ void Reader::Run() {
   Send(&batch);
 }
 
+// FORK descriptors are ours to close when their batch never reaches JS.
+static void CloseForkFds(const Batch& batch) {
+  for (const uffd_msg& m : batch.msgs) {
+    if (m.event == UFFD_EVENT_FORK) close(static_cast<int>(m.arg.fork.ufd));
+  }
+}
+
 // Runs on the JS thread once per batch (or with env null at teardown: then only frees).
+//
+// A Worker being terminated still runs its loop for a while, but can no longer run JS: every
+// napi call that needs to then fails. node-addon-api turns such a failure into a C++ exception
+// only with NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS (binding.gyp); without it, building the
+// exception itself aborts the whole process ("Error::Error napi_define_properties").
 void DeliverBatch(Napi::Env env, Napi::Function callback, Reader*, Batch* batch) {
   std::unique_ptr<Batch> owned(batch);
   if (env == nullptr || callback.IsEmpty()) {
-    for (const uffd_msg& m : batch->msgs) {
-      if (m.event == UFFD_EVENT_FORK) close(static_cast<int>(m.arg.fork.ufd));
-    }
+    CloseForkFds(*batch);
     return;
   }
-  Napi::ArrayBuffer raw = Napi::ArrayBuffer::New(env, batch->msgs.size() * sizeof(uffd_msg));
-  if (!batch->msgs.empty()) {
-    std::memcpy(raw.Data(), batch->msgs.data(), batch->msgs.size() * sizeof(uffd_msg));
-  }
+  Napi::Value raw;
   Napi::Value reports = env.Undefined();
-  if (!batch->reports.empty()) {
-    Napi::Array arr = Napi::Array::New(env, batch->reports.size());
-    for (size_t i = 0; i < batch->reports.size(); i++) {
-      const FaultReport& r = batch->reports[i];
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("address", Napi::BigInt::New(env, r.address));
-      o.Set("flags", Napi::Number::New(env, static_cast<double>(r.flags)));
-      o.Set("tid", Napi::Number::New(env, r.tid));
-      o.Set("errno", Napi::Number::New(env, -r.err));
-      o.Set("ioctl", Napi::String::New(env, r.ioctl));
-      o.Set("policy", Napi::Number::New(env, r.policy));
-      o.Set("guard", Napi::Boolean::New(env, r.guard));
-      arr.Set(i, o);
+  try {
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, batch->msgs.size() * sizeof(uffd_msg));
+    if (!batch->msgs.empty()) {
+      std::memcpy(buffer.Data(), batch->msgs.data(), batch->msgs.size() * sizeof(uffd_msg));
     }
-    reports = arr;
+    raw = buffer;
+    if (!batch->reports.empty()) {
+      Napi::Array arr = Napi::Array::New(env, batch->reports.size());
+      for (size_t i = 0; i < batch->reports.size(); i++) {
+        const FaultReport& r = batch->reports[i];
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("address", Napi::BigInt::New(env, r.address));
+        o.Set("flags", Napi::Number::New(env, static_cast<double>(r.flags)));
+        o.Set("tid", Napi::Number::New(env, r.tid));
+        o.Set("errno", Napi::Number::New(env, -r.err));
+        o.Set("ioctl", Napi::String::New(env, r.ioctl));
+        o.Set("policy", Napi::Number::New(env, r.policy));
+        o.Set("guard", Napi::Boolean::New(env, r.guard));
+        arr.Set(i, o);
+      }
+      reports = arr;
+    }
+  } catch (const Napi::Error&) {
+    // The environment is stopping: nobody will read this batch.
+    CloseForkFds(*batch);
+    return;
   }
   try {
     callback.Call({raw, reports});
   } catch (const Napi::Error& e) {
     // The TS layer catches handler exceptions itself; reaching here is a bug of ours, and it
-    // surfaces as an uncaught exception rather than being lost.
+    // surfaces as an uncaught exception rather than being lost. (In a stopping environment the
+    // call fails without running JS, and so does this: there is nothing left to report to.)
     napi_fatal_exception(env, e.Value());
   }
 }
