@@ -465,6 +465,13 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
   // One call per batch from the event thread. A listener that throws becomes an 'error' event;
   // without an 'error' listener that is an uncaught exception, as for any EventEmitter.
   readonly #onBatch = (raw: ArrayBuffer, reports?: NativeReport[]): void => {
+    // A batch the event thread queued just before close() arrives after it. Its faults were
+    // woken by the close (they fault normally now), and a handler could only fail on the closed
+    // descriptor: drop it, closing the descriptors of FORK events nobody will receive.
+    if (this.closed) {
+      decodeEvents(raw, false, (fd) => native.closeFd(fd));
+      return;
+    }
     for (const ev of this.#decode(raw)) {
       for (const q of this.#queues) q.push(ev);
       try {
