@@ -386,6 +386,31 @@ describe('lifetime: deadlock guard', () => {
     });
   }
 
+  it("in a Worker, the guard watches the Worker's own thread", () => {
+    const out = childJson<{ read: number; faults: number; errors: { code: string; threadId: number }[]; pid: number }>(`
+      const { Worker } = require('node:worker_threads');
+      const w = new Worker(\`
+        const { workerData, parentPort } = require('node:worker_threads');
+        const lib = require(workerData.pkg);
+        const u = lib.Userfaultfd.open();
+        const mem = lib.Mapping.anonymous(2 * lib.pageSize());
+        u.register(mem);
+        let faults = 0;
+        const errors = [];
+        u.on('pagefault', () => faults++);
+        u.on('error', (err) => errors.push({ code: err.code, threadId: err.threadId }));
+        const read = new Uint8Array(mem.buffer)[0];
+        setTimeout(() => { u.close(); parentPort.postMessage({ read, faults, errors }); }, 100);
+      \`, { eval: true, workerData: { pkg: ARGS.pkg } });
+      w.on('message', (m) => console.log(JSON.stringify({ ...m, pid: process.pid })));
+    `);
+    expect(out.read).to.equal(0);
+    expect(out.faults).to.equal(0);
+    expect(out.errors).to.have.length(1);
+    expect(out.errors[0].code).to.equal('ERR_UFFD_DEADLOCK_GUARD');
+    expect(out.errors[0].threadId, "the Worker's thread, not the main thread").to.be.a('number').and.not.equal(out.pid);
+  });
+
   it('without the guard the same fault hangs the JS thread (the child is killed by the timeout)', () => {
     const r = runChild(
       `
@@ -518,6 +543,25 @@ describe('lifetime: environment teardown with the event thread running', () => {
     `);
     expect(out.codes).to.deep.equal([0, 1, 0, 0, 1, 0, 0, 1, 0]);
     expect(out.after).to.equal('0');
+  });
+
+  it('process.exit() with the event thread running and faults pending exits cleanly', () => {
+    const r = runChild(
+      `
+      const page = uffd.pageSize();
+      const u = uffd.Userfaultfd.open();
+      const mem = uffd.Mapping.anonymous(64 * page);
+      u.register(mem);
+      let seen = 0;
+      u.on('pagefault', () => {
+        if (++seen === 2) setTimeout(() => { console.log('exiting'); process.exit(0); }, 20);
+      });
+      uffd.testing.touch(mem, { threads: 2 });
+    `,
+      { timeoutMs: 10000 },
+    );
+    expectClean(r);
+    expect(r.stdout.trim()).to.equal('exiting');
   });
 
   it('a Worker whose uffd serves the main thread\'s memory is terminated with faults in flight: its teardown releases them', () => {
