@@ -62,7 +62,7 @@ export interface UffdEvents {
 export interface EventsOptions {
   /** Stop iterating when aborted. */
   signal?: AbortSignal;
-  /** Queue bound (default 1024): at it, the event thread stops reading until half are consumed. */
+  /** Queue bound (default 1024): at it, the event thread holds events back until half are consumed. */
   highWaterMark?: number;
 }
 
@@ -386,8 +386,9 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
 
   /**
    * The events as an async iterator: `for await (const ev of uffd.events()) { ... }`. The queue
-   * is bounded; when full, the event thread stops reading (faults wait in the kernel, nothing is
-   * dropped) until the consumer catches up.
+   * is bounded; when full, the event thread holds further events back (their faulting threads
+   * wait, nothing is dropped) until the consumer catches up. Native policies and the deadlock
+   * guard keep working meanwhile.
    */
   events(options?: EventsOptions): AsyncIterableIterator<UffdEvent<Userfaultfd>> {
     const opts = toOptions(options);

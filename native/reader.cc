@@ -20,7 +20,8 @@
 
 namespace {
 
-constexpr int kBatch = 64;  // messages per read(2)
+constexpr int kBatch = 64;            // messages per read(2)
+constexpr size_t kMaxHeld = 1 << 16;  // messages held for JS while it is paused
 constexpr uint64_t kWpOff = 0;
 
 // A read-only mapping of zeros, the source for "zero page" resolutions where UFFDIO_ZEROPAGE is
@@ -261,12 +262,18 @@ void Reader::Run() {
   pthread_setname_np(pthread_self(), "uffd-events");
   uffd_msg msgs[kBatch];
   std::vector<uffd_msg> deferred;
+  // What JS is not taking while paused. Reading goes on meanwhile, so that native policies and
+  // the deadlock guard never wait for JS: a JS thread that faults on itself while its events()
+  // queue is full would otherwise sleep forever, since only it can drain the queue. This stays
+  // small (each waiting fault holds its thread); past kMaxHeld, reading stops until JS resumes.
+  std::vector<uffd_msg> held;
   Batch batch;
   for (;;) {
-    // stop_fd_ wakes the thread to stop, pause or resume. While paused the uffd is not polled.
+    // stop_fd_ wakes the thread to stop, pause or resume.
     struct pollfd fds[2] = {{stop_fd_, POLLIN, 0}, {uffd_, POLLIN, 0}};
+    const bool reading = !paused_ || held.size() < kMaxHeld;
     // With faults waiting for an address-space change to settle, come back soon to retry them.
-    int n = poll(fds, paused_ ? 1 : 2, deferred.empty() ? -1 : 1);
+    int n = poll(fds, reading ? 2 : 1, deferred.empty() ? -1 : 1);
     if (n < 0) {
       if (errno == EINTR) continue;
       batch.reports.push_back({0, 0, 0, errno, "poll", 0, false});
@@ -278,16 +285,15 @@ void Reader::Run() {
       ssize_t ignored = read(stop_fd_, &value, sizeof value);
       (void)ignored;
     }
-    if (paused_) continue;
     int count = 0;
-    if (fds[1].revents & POLLIN) {
+    if (reading && (fds[1].revents & POLLIN)) {
       ssize_t got = read(uffd_, msgs, sizeof msgs);
       if (got < 0 && errno != EAGAIN && errno != EINTR) {
         batch.reports.push_back({0, 0, 0, errno, "read", 0, false});
         break;
       }
       count = got > 0 ? static_cast<int>(got / sizeof(uffd_msg)) : 0;
-    } else if (fds[1].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+    } else if (reading && (fds[1].revents & (POLLERR | POLLHUP | POLLNVAL))) {
       // The uffd has no more events to give (its address space is gone, or it was closed).
       break;
     }
@@ -312,8 +318,17 @@ void Reader::Run() {
       bool retried = false;
       if (!Resolve(m, &batch, &retried)) deferred.push_back(m);
     }
+    // Events for JS keep their order across a pause; reports (errors) are sent regardless.
+    if (paused_) {
+      held.insert(held.end(), batch.msgs.begin(), batch.msgs.end());
+      batch.msgs.clear();
+    } else if (!held.empty()) {
+      batch.msgs.insert(batch.msgs.begin(), held.begin(), held.end());
+      held.clear();
+    }
     Send(&batch);
   }
+  batch.msgs.insert(batch.msgs.begin(), held.begin(), held.end());
   Send(&batch);
 }
 
