@@ -158,8 +158,7 @@ bool Reader::Resolve(const uffd_msg& msg, Batch* batch, bool* retried) {
     return true;
   }
 
-  // The unit to resolve: the policy's, or for the guard the base page (a huge page if the
-  // kernel refuses a base page there).
+  // The unit to resolve: the policy's, or for the guard the base page (see guarded below).
   uint64_t unit = policy ? policy->unit : PageSize();
   uint64_t start = address & ~(unit - 1);
   if (policy) {
@@ -167,23 +166,34 @@ bool Reader::Resolve(const uffd_msg& msg, Batch* batch, bool* retried) {
     unit = std::min(unit, policy->end - start);
   }
 
+  // The guard knows no unit: it tries the base page, then the huge page, since every ioctl on
+  // a hugetlbfs range (un-protect and CONTINUE included) refuses a base page with EINVAL.
+  auto guarded = [&](auto resolve) {
+    IoctlResult res = resolve();
+    if (guard && res.err == EINVAL) {
+      unit = DefaultHugePageSize();
+      start = address & ~(unit - 1);
+      res = resolve();
+    }
+    return res;
+  };
+
   const char* ioctl_name = "UFFDIO_COPY";
   IoctlResult r = {0, 0};
   if (flags & UFFD_PAGEFAULT_FLAG_WP) {
     ioctl_name = "UFFDIO_WRITEPROTECT";
-    r.err = UffdWriteProtect(uffd_, start, unit, kWpOff);
+    r = guarded([&] { return IoctlResult{0, UffdWriteProtect(uffd_, start, unit, kWpOff)}; });
   } else if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
     ioctl_name = "UFFDIO_CONTINUE";
-    r = FillAll(unit, [&](uint64_t d) { return UffdContinue(uffd_, start + d, unit - d, 0); });
+    r = guarded([&] {
+      return FillAll(unit, [&](uint64_t d) { return UffdContinue(uffd_, start + d, unit - d, 0); });
+    });
   } else if (guard || policy->kind == PolicyKind::kZero || policy->kind == PolicyKind::kContinue ||
              policy->kind == PolicyKind::kUnprotect) {
     ioctl_name = "UFFDIO_ZEROPAGE";
-    r = FillAll(unit, [&](uint64_t d) { return FillZero(uffd_, start + d, unit - d); });
-    if (guard && r.err == EINVAL) {
-      unit = DefaultHugePageSize();
-      start = address & ~(unit - 1);
-      r = FillAll(unit, [&](uint64_t d) { return FillZero(uffd_, start + d, unit - d); });
-    }
+    r = guarded([&] {
+      return FillAll(unit, [&](uint64_t d) { return FillZero(uffd_, start + d, unit - d); });
+    });
   } else if (policy->kind == PolicyKind::kCopyBuffer) {
     const uint8_t* src = policy->data + (start - policy->start);
     r = FillAll(unit, [&](uint64_t d) {
