@@ -386,6 +386,71 @@ describe('lifetime: deadlock guard', () => {
     });
   }
 
+  for (const type of MEMTYPES) {
+    it(`[${type.name}] a write of the JS thread to a write-protected page is un-protected; the write lands, the rest is kept`, function () {
+      skipIf(this, unavailable(type, type.wpFeature));
+      const out = childJson<{ written: number; kept: boolean; faults: number; errors: { code: string; ioctl: string }[] }>(
+        `
+        const { MEMTYPES } = require(ARGS.memtypes);
+        const type = MEMTYPES.find((t) => t.name === ARGS.type);
+        const u = uffd.Userfaultfd.open();
+        const mem = type.create(2);
+        const v = new Uint8Array(mem.buffer);
+        v.fill(9); // present before registering
+        u.register(mem, { wp: true });
+        u.writeProtect(mem, true);
+        let faults = 0;
+        const errors = [];
+        u.on('pagefault', () => faults++);
+        u.on('error', (err) => errors.push({ code: err.code, ioctl: err.ioctl }));
+        v[type.unit + 10] = 42;
+        const written = v[type.unit + 10];
+        v[type.unit + 10] = 9;
+        const kept = v.every((b) => b === 9);
+        setTimeout(() => {
+          u.close();
+          console.log(JSON.stringify({ written, kept, faults, errors }));
+        }, 200);
+      `,
+        { args: { type: type.name }, timeoutMs: 10000 },
+      );
+      expect(out.written).to.equal(42);
+      expect(out.kept).to.equal(true);
+      expect(out.faults).to.equal(0);
+      expect(out.errors).to.deep.equal([{ code: 'ERR_UFFD_DEADLOCK_GUARD', ioctl: 'UFFDIO_WRITEPROTECT' }]);
+    });
+  }
+
+  for (const type of MEMTYPES.filter((t) => t.minorFeature !== undefined)) {
+    it(`[${type.name}] a MINOR fault of the JS thread is continued: it reads the page cache's bytes`, function () {
+      skipIf(this, unavailable(type, type.minorFeature));
+      const out = childJson<{ read: number; faults: number; errors: { code: string; ioctl: string }[] }>(
+        `
+        const { MEMTYPES } = require(ARGS.memtypes);
+        const type = MEMTYPES.find((t) => t.name === ARGS.type);
+        const u = uffd.Userfaultfd.open();
+        const mem = type.create(2);
+        const alias = mem.alias();
+        new Uint8Array(alias.buffer).fill(5); // in the page cache, not mapped in mem
+        u.register(mem, { minor: true });
+        let faults = 0;
+        const errors = [];
+        u.on('pagefault', () => faults++);
+        u.on('error', (err) => errors.push({ code: err.code, ioctl: err.ioctl }));
+        const read = new Uint8Array(mem.buffer)[type.unit + 3];
+        setTimeout(() => {
+          u.close();
+          console.log(JSON.stringify({ read, faults, errors }));
+        }, 200);
+      `,
+        { args: { type: type.name }, timeoutMs: 10000 },
+      );
+      expect(out.read).to.equal(5);
+      expect(out.faults).to.equal(0);
+      expect(out.errors).to.deep.equal([{ code: 'ERR_UFFD_DEADLOCK_GUARD', ioctl: 'UFFDIO_CONTINUE' }]);
+    });
+  }
+
   it("in a Worker, the guard watches the Worker's own thread", () => {
     const out = childJson<{ read: number; faults: number; errors: { code: string; threadId: number }[]; pid: number }>(`
       const { Worker } = require('node:worker_threads');
