@@ -1,6 +1,7 @@
 /**
  * Lifetime of the fault engine: close() with faults pending, Workers terminated mid-fault, several
- * Workers at once, ref()/unref() of the event thread, the deadlock guard, the Worker pattern, and
+ * Workers at once, ref()/unref() of the event thread, the deadlock guard (MISSING, WP and MINOR
+ * faults, in the main thread and in a Worker), events() backpressure, the Worker pattern, and
  * environment teardown with the event thread running.
  *
  * Every case that could leave a thread asleep in a page fault (and so hang) runs in a child
