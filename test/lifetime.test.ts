@@ -682,6 +682,38 @@ describe('lifetime: environment teardown with the event thread running', () => {
     expect(out.after).to.equal('0');
   });
 
+  it('a Worker whose listener throws (no error listener) dies of it; its teardown releases the faults it served', () => {
+    const out = childJson<{ err: string; code: number; touched: number[] }>(`
+      const { Worker } = require('node:worker_threads');
+      (async () => {
+        const page = uffd.pageSize();
+        const mem = uffd.Mapping.anonymous(64 * page);
+        const w = new Worker(\`
+          const { workerData, parentPort } = require('node:worker_threads');
+          const lib = require(workerData.pkg);
+          const u = lib.Userfaultfd.open();
+          u.register({ address: workerData.address, length: workerData.length });
+          let n = 0;
+          u.on('pagefault', (ev) => {
+            if (++n === 5) throw new Error('boom');
+            u.zeropage(ev.address, lib.pageSize());
+          });
+          parentPort.postMessage('ready');
+        \`, { eval: true, workerData: { pkg: ARGS.pkg, address: mem.address, length: 64 * page } });
+        let err;
+        w.on('error', (e) => { err = e.message; });
+        await new Promise((r) => w.once('message', r));
+        const touch = uffd.testing.touch(mem, { threads: 2 });
+        const code = await new Promise((r) => w.on('exit', r));
+        const res = await touch;
+        console.log(JSON.stringify({ err, code, touched: res.map((r) => r.touched) }));
+      })();
+    `);
+    expect(out.err).to.equal('boom');
+    expect(out.code).to.equal(1);
+    expect(out.touched).to.deep.equal([32, 32]);
+  });
+
   it('process.exit() with the event thread running and faults pending exits cleanly', () => {
     const r = runChild(
       `
