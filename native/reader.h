@@ -5,9 +5,16 @@
 // So faults are read by a native thread: it polls the uffd and a stop eventfd, reads up to 64
 // messages at a time, resolves the faults that fall in a native policy's range itself (no JS
 // hop), and hands everything else to JS as one batch per read through a thread-safe function.
+//
+// While no policy is installed (only JS consumes the faults), the JS thread's own event loop
+// reads the uffd first (a uv_poll_t): that saves one thread wake-up per fault, which on a small
+// machine costs about as much as the whole C round trip. The event thread then stays as the
+// backstop: if the JS thread has not read for kMainGraceMs (busy in JS, or asleep in a fault of
+// its own: the deadlock guard) the event thread reads, exactly as without the main-loop path.
 #pragma once
 
 #include <napi.h>
+#include <uv.h>
 
 #include <atomic>
 #include <cstdint>
@@ -66,6 +73,9 @@ struct FaultReport {
 struct Batch {
   std::vector<uffd_msg> msgs;  // for JS: faults outside every policy, and all other events
   std::vector<FaultReport> reports;
+  // The reader's count of batches read by the event thread and not yet delivered; shared, since
+  // a batch can be finalized after its Reader is gone.
+  std::shared_ptr<std::atomic<int>> in_flight;
 };
 
 class Reader;
@@ -85,8 +95,8 @@ class Reader {
   // Backpressure without loss: while paused the thread stops reading, so faults and events wait
   // in the kernel (their threads wait with them) instead of piling up in JS.
   void SetPaused(bool paused);
-  void Ref(Napi::Env env) { tsfn_.Ref(env); }
-  void Unref(Napi::Env env) { tsfn_.Unref(env); }
+  void Ref(Napi::Env env);
+  void Unref(Napi::Env env);
 
   // Policies are added and removed on the JS thread while the event thread may be resolving;
   // the mutex is held across each resolution, so once Remove returns no resolution uses it.
@@ -99,7 +109,14 @@ class Reader {
   void Run();
   // Resolves one fault: true if done (or failed and reported), false to retry later (EAGAIN).
   bool Resolve(const uffd_msg& msg, Batch* batch, bool* retried);
-  void Send(Batch* batch);
+  // `counted`: the batch comes from a read counted in in_flight_.
+  void Send(Batch* batch, bool counted);
+  // JS thread: start or stop the main-loop reader to match the state (no policies, not paused,
+  // not stopped).
+  void UpdateMainLoop();
+  // JS thread: the uffd is readable. Reads and delivers one batch, unless batches the event
+  // thread read earlier are still undelivered (they go first, to keep the kernel's order).
+  void OnMainReadable();
 
   int uffd_;
   int stop_fd_;
@@ -111,6 +128,17 @@ class Reader {
   std::mutex policies_mutex_;
   std::vector<std::shared_ptr<Policy>> policies_;  // sorted by start, non-overlapping
   Napi::Env env_;
+
+  // The main-loop reader (JS thread only, but for the atomics).
+  Napi::FunctionReference callback_;
+  uv_poll_t* main_poll_ = nullptr;
+  bool refed_ = true;
+  std::atomic<bool> main_mode_{false};
+  std::atomic<uint64_t> main_reads_{0};
+  // Held across "check in_flight_, read" (JS thread) and "read, count it in flight" (event
+  // thread): whenever the JS thread reads, everything read before has been delivered.
+  std::mutex read_mutex_;
+  std::shared_ptr<std::atomic<int>> in_flight_ = std::make_shared<std::atomic<int>>(0);
 };
 
 // The blocking read behind UffdHandle.readRaw (for a Worker that owns the fault loop).
