@@ -23,6 +23,11 @@ export interface DemoOptions {
   js: boolean;
   json: boolean;
   seed: number;
+  /**
+   * For tests: the JS handler serves this page with every byte inverted, to prove the check
+   * catches a bad restore (the CLI has no flag for it).
+   */
+  corruptPage?: number;
 }
 
 export const DEMO_USAGE = `usage: userfaultfd demo [--size 256M] [--threads 4] [--js] [--json]
@@ -115,8 +120,8 @@ function latencies(results: TouchThreadResult[]): Float64Array {
  * Serves the region's faults from the snapshot: natively, or by a JS handler. Returns the fault
  * counter to poll.
  */
-function serve(uffd: Userfaultfd, region: Mapping, snapshot: Snapshot, js: boolean): () => number {
-  if (!js) {
+function serve(uffd: Userfaultfd, region: Mapping, snapshot: Snapshot, opts: DemoOptions): () => number {
+  if (!opts.js) {
     const policy = uffd.handle(region, { copyFrom: { fd: snapshot.fd } });
     return () => policy.stats().faults;
   }
@@ -129,6 +134,7 @@ function serve(uffd: Userfaultfd, region: Mapping, snapshot: Snapshot, js: boole
     const offset = Number(address - region.address);
     const n = fs.readSync(snapshot.fd, buf, 0, page, offset);
     buf.fill(0, n); // past the end of the file: zeros, as the native policy does
+    if (offset === (opts.corruptPage ?? -1) * page) for (let i = 0; i < page; i++) buf[i] ^= 0xff;
     try {
       uffd.copy(address, buf, page);
     } catch (err) {
@@ -168,7 +174,7 @@ export async function runDemo(opts: DemoOptions, log: (line: string) => void): P
     let restoreMs: number;
     try {
       uffd.register(region);
-      const counter = serve(uffd, region, snapshot, opts.js);
+      const counter = serve(uffd, region, snapshot, opts);
       const progress = new Progress({ total: pages, done: counter });
       t = performance.now();
       results = await touch(region, { threads: opts.threads, mode: 'read', order: 'random', seed: opts.seed, recordLatency: true });

@@ -8,8 +8,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseDemoArgs, parseSize } from '../lib/demo';
+import { pageSize } from '../lib/sysinfo';
+import { runChild } from './helpers/child';
 
 const CLI = path.resolve(__dirname, '..', 'lib', 'cli.js');
+const DEMO = path.resolve(__dirname, '..', 'lib', 'demo.js');
 
 /** Runs the demo with a temp directory of its own, and lists what it left there. */
 function demo(args: string[]): { status: number | null; stdout: string; stderr: string; leftovers: string[] } {
@@ -52,6 +55,20 @@ describe('userfaultfd demo (the CLI)', function () {
     expect(s).to.include({ handler: 'native', size: 4 << 20, pages: 1024, threads: 2, faults: 1024, verified: true, threadsSawFile: true });
     expect(s.sha256.memory).to.equal(s.sha256.file);
     expect(s.latencyUs.p99).to.be.at.least(s.latencyUs.p50);
+  });
+
+  it('reports a restore that differs from the file, and where', () => {
+    // The CLI's exit code is `verified ? 0 : 1`; this drives runDemo with a corrupted page.
+    const r = runChild(
+      `require(ARGS).runDemo({ size: 1 << 20, threads: 2, js: true, json: false, seed: 1, corruptPage: 5 }, console.log)
+        .then((s) => { console.log('verified', s.verified, s.threadsSawFile); });`,
+      { args: DEMO, timeoutMs: 30000 },
+    );
+    expect(r.timedOut, r.stderr).to.equal(false);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/^checksum MISMATCH: memory sha256 [0-9a-f]{64}, file sha256 [0-9a-f]{64}$/m);
+    expect(r.stdout).to.include(`first differing page at offset ${5 * pageSize()} (0x${(5 * pageSize()).toString(16)})`);
+    expect(r.stdout).to.include('verified false false');
   });
 
   it('rejects bad options with exit code 2', () => {
