@@ -122,13 +122,13 @@ void Reader::SetPaused(bool paused) {
 void Reader::Ref(Napi::Env env) {
   tsfn_.Ref(env);
   refed_ = true;
-  if (main_poll_) uv_ref(reinterpret_cast<uv_handle_t*>(main_poll_));
+  if (main_->poll) uv_ref(reinterpret_cast<uv_handle_t*>(main_->poll));
 }
 
 void Reader::Unref(Napi::Env env) {
   tsfn_.Unref(env);
   refed_ = false;
-  if (main_poll_) uv_unref(reinterpret_cast<uv_handle_t*>(main_poll_));
+  if (main_->poll) uv_unref(reinterpret_cast<uv_handle_t*>(main_->poll));
 }
 
 bool Reader::AddPolicy(std::shared_ptr<Policy> policy) {
@@ -164,7 +164,7 @@ void Reader::UpdateMainLoop() {
     std::lock_guard<std::mutex> lock(policies_mutex_);
     want = policies_.empty();
   }
-  if (want == (main_poll_ != nullptr)) return;
+  if (want == (main_->poll != nullptr)) return;
   if (want) {
     uv_loop_t* loop = nullptr;
     if (napi_get_uv_event_loop(env_, &loop) != napi_ok || loop == nullptr) return;
@@ -174,23 +174,26 @@ void Reader::UpdateMainLoop() {
       return;  // the event thread alone reads, as it always can
     }
     poll_handle->data = this;
-    uv_poll_start(poll_handle, UV_READABLE, [](uv_poll_t* h, int status, int) {
-      if (status == 0) static_cast<Reader*>(h->data)->OnMainReadable();
-    });
+    uv_poll_start(poll_handle, UV_READABLE, OnMainPoll);
     if (!refed_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_handle));
-    main_poll_ = poll_handle;
+    main_->poll = poll_handle;
+    main_->stalled = false;
     main_mode_ = true;
   } else {
     main_mode_ = false;
     // uv_close stops the watch at once; the handle is freed when the loop runs its callback.
-    uv_close(reinterpret_cast<uv_handle_t*>(main_poll_),
+    uv_close(reinterpret_cast<uv_handle_t*>(main_->poll),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    main_poll_ = nullptr;
+    main_->poll = nullptr;
     // The event thread may be in its grace period, leaving the uffd to the JS thread: wake it.
     uint64_t one = 1;
     ssize_t ignored = write(stop_fd_, &one, sizeof one);
     (void)ignored;
   }
+}
+
+void Reader::OnMainPoll(uv_poll_t* handle, int status, int) {
+  if (status == 0) static_cast<Reader*>(handle->data)->OnMainReadable();
 }
 
 void Reader::OnMainReadable() {
@@ -199,8 +202,13 @@ void Reader::OnMainReadable() {
   ssize_t got;
   {
     std::lock_guard<std::mutex> lock(read_mutex_);
-    // The poll is level-triggered: once those batches are delivered, this runs again.
-    if (in_flight_->load() > 0) return;
+    if (main_->in_flight.load() > 0) {
+      // Those batches go first. The poll is level-triggered: rather than spin on it until they
+      // arrive, stop it; delivering the last of them starts it again.
+      uv_poll_stop(main_->poll);
+      main_->stalled = true;
+      return;
+    }
     got = read(uffd_, msgs, sizeof msgs);
   }
   if (got <= 0) return;  // the event thread took them (EAGAIN), or an error it will report
@@ -347,14 +355,14 @@ bool Reader::Resolve(const uffd_msg& msg, Batch* batch, bool* retried) {
 
 void Reader::Send(Batch* batch, bool counted) {
   if (batch->msgs.empty() && batch->reports.empty()) {
-    if (counted) in_flight_->fetch_sub(1);
+    if (counted) main_->in_flight.fetch_sub(1);
     return;
   }
   Batch* out = new Batch(std::move(*batch));
   *batch = Batch();
-  if (counted) out->in_flight = in_flight_;  // delivery counts it down
+  if (counted) out->main = main_;  // delivery counts it down
   if (tsfn_.NonBlockingCall(out) != napi_ok) {
-    if (counted) in_flight_->fetch_sub(1);
+    if (counted) main_->in_flight.fetch_sub(1);
     // The environment is going away: nobody will read these. FORK descriptors are ours to close.
     for (const uffd_msg& m : out->msgs) {
       if (m.event == UFFD_EVENT_FORK) close(static_cast<int>(m.arg.fork.ufd));
@@ -408,7 +416,7 @@ void Reader::Run() {
         std::lock_guard<std::mutex> lock(read_mutex_);
         got = read(uffd_, msgs, sizeof msgs);
         counted = got > 0;
-        if (counted) in_flight_->fetch_add(1);
+        if (counted) main_->in_flight.fetch_add(1);
       }
       if (got < 0 && errno != EAGAIN && errno != EINTR) {
         batch.reports.push_back({0, 0, 0, errno, "read", 0, false});
@@ -448,7 +456,13 @@ void Reader::Run() {
 // Runs on the JS thread once per batch (or with env null at teardown: then only frees).
 void DeliverBatch(Napi::Env env, Napi::Function callback, Reader*, Batch* batch) {
   std::unique_ptr<Batch> owned(batch);
-  if (batch->in_flight) batch->in_flight->fetch_sub(1);
+  if (batch->main && batch->main->in_flight.fetch_sub(1) == 1 && env != nullptr) {
+    MainLoopState& main = *batch->main;
+    if (main.stalled && main.poll != nullptr) {
+      main.stalled = false;
+      uv_poll_start(main.poll, UV_READABLE, Reader::OnMainPoll);
+    }
+  }
   if (env == nullptr || callback.IsEmpty()) {
     for (const uffd_msg& m : batch->msgs) {
       if (m.event == UFFD_EVENT_FORK) close(static_cast<int>(m.arg.fork.ufd));

@@ -70,12 +70,19 @@ struct FaultReport {
   bool guard = false;      // the JS thread itself faulted: resolved with the fallback
 };
 
+// What the JS thread's main-loop reader shares with the batches on their way to JS, which can
+// outlive the Reader.
+struct MainLoopState {
+  std::atomic<int> in_flight{0};  // batches the event thread read and has not delivered yet
+  uv_poll_t* poll = nullptr;      // JS thread only: the open poll handle, or null
+  bool stalled = false;           // JS thread only: the poll is stopped until in_flight drains
+};
+
 struct Batch {
   std::vector<uffd_msg> msgs;  // for JS: faults outside every policy, and all other events
   std::vector<FaultReport> reports;
-  // The reader's count of batches read by the event thread and not yet delivered; shared, since
-  // a batch can be finalized after its Reader is gone.
-  std::shared_ptr<std::atomic<int>> in_flight;
+  // Set if the batch counts in the main-loop state's in_flight (delivery counts it down).
+  std::shared_ptr<MainLoopState> main;
 };
 
 class Reader;
@@ -109,7 +116,7 @@ class Reader {
   void Run();
   // Resolves one fault: true if done (or failed and reported), false to retry later (EAGAIN).
   bool Resolve(const uffd_msg& msg, Batch* batch, bool* retried);
-  // `counted`: the batch comes from a read counted in in_flight_.
+  // `counted`: the batch comes from a read counted in main_->in_flight.
   void Send(Batch* batch, bool counted);
   // JS thread: start or stop the main-loop reader to match the state (no policies, not paused,
   // not stopped).
@@ -118,6 +125,11 @@ class Reader {
   // thread read earlier are still undelivered (they go first, to keep the kernel's order).
   void OnMainReadable();
 
+ public:
+  // The uv_poll_t callback (data: the Reader), also restarted by DeliverBatch.
+  static void OnMainPoll(uv_poll_t* handle, int status, int events);
+
+ private:
   int uffd_;
   int stop_fd_;
   long guard_tid_;
@@ -131,14 +143,13 @@ class Reader {
 
   // The main-loop reader (JS thread only, but for the atomics).
   Napi::FunctionReference callback_;
-  uv_poll_t* main_poll_ = nullptr;
   bool refed_ = true;
   std::atomic<bool> main_mode_{false};
   std::atomic<uint64_t> main_reads_{0};
-  // Held across "check in_flight_, read" (JS thread) and "read, count it in flight" (event
+  // Held across "check in_flight, read" (JS thread) and "read, count it in flight" (event
   // thread): whenever the JS thread reads, everything read before has been delivered.
   std::mutex read_mutex_;
-  std::shared_ptr<std::atomic<int>> in_flight_ = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<MainLoopState> main_ = std::make_shared<MainLoopState>();
 };
 
 // The blocking read behind UffdHandle.readRaw (for a Worker that owns the fault loop).
