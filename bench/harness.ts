@@ -19,6 +19,8 @@ export interface BenchCase {
   /** What `ours` and `c` are measured in; lower is better unless `higherIsBetter`. */
   unit: string;
   higherIsBetter?: boolean;
+  /** The ratio ours / C the project aims for (at most, or at least if `higherIsBetter`). */
+  target?: number;
   run(): Promise<{ ours: number; c: number }>;
 }
 
@@ -52,4 +54,26 @@ export async function median(runs: number, fn: () => number | Promise<number>): 
 /** Microseconds elapsed since `start` (from process.hrtime.bigint()). */
 export function usSince(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1000;
+}
+
+/**
+ * Alternates our measurement and the C reference's, `rounds` times after one warm-up of each,
+ * and returns the median of each. Alternating keeps the comparison fair on a shared or noisy
+ * machine: whatever else runs slows both sides alike, rather than whichever ran during it.
+ */
+export async function interleaved(
+  rounds: number,
+  ours: () => number | Promise<number>,
+  c: () => number,
+): Promise<{ ours: number; c: number }> {
+  await ours();
+  c();
+  const o: number[] = [];
+  const r: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    r.push(c());
+    o.push(await ours());
+  }
+  const mid = (v: number[]): number => v.sort((a, b) => a - b)[Math.floor(v.length / 2)];
+  return { ours: mid(o), c: mid(r) };
 }

@@ -19,21 +19,27 @@ async function main(): Promise<void> {
     cases.push(...mod.cases);
   }
   const results: BenchResult[] = [];
+  const targets = new Map<string, string>();
   for (const c of cases) {
     if (only && !c.name.includes(only)) continue;
     if (!json) process.stderr.write(`running ${c.name} ...\n`);
     const { ours, c: ref } = await c.run();
-    results.push({ name: c.name, ours, c: ref, unit: c.unit, ratio: ours / ref });
+    const ratio = ours / ref;
+    results.push({ name: c.name, ours, c: ref, unit: c.unit, ratio });
+    if (c.target !== undefined) {
+      const met = c.higherIsBetter ? ratio >= c.target : ratio <= c.target;
+      targets.set(c.name, `${c.higherIsBetter ? '>=' : '<='} ${c.target.toFixed(2)} ${met ? 'met' : 'MISSED'}`);
+    }
   }
   if (json) {
     process.stdout.write(`${JSON.stringify({ cases: results })}\n`);
     return;
   }
   const w = Math.max(...results.map((r) => r.name.length), 4);
-  process.stdout.write(`${'case'.padEnd(w)}  ${'ours'.padStart(10)}  ${'C'.padStart(10)}  unit    ratio ours/C\n`);
+  process.stdout.write(`${'case'.padEnd(w)}  ${'ours'.padStart(10)}  ${'C'.padStart(10)}  unit    ours/C  target\n`);
   for (const r of results) {
     process.stdout.write(
-      `${r.name.padEnd(w)}  ${r.ours.toFixed(3).padStart(10)}  ${r.c.toFixed(3).padStart(10)}  ${r.unit.padEnd(6)}  ${r.ratio.toFixed(2)}\n`,
+      `${r.name.padEnd(w)}  ${r.ours.toFixed(3).padStart(10)}  ${r.c.toFixed(3).padStart(10)}  ${r.unit.padEnd(6)}  ${r.ratio.toFixed(2).padStart(6)}  ${targets.get(r.name) ?? ''}`.trimEnd() + '\n',
     );
   }
 }

@@ -1,15 +1,19 @@
 #!/usr/bin/env node
 /**
- * The `userfaultfd` command: `userfaultfd probe [--json]` prints what this kernel supports.
+ * The `userfaultfd` command: `userfaultfd probe [--json]` prints what this kernel supports;
+ * `userfaultfd demo` lazily restores a memory snapshot (lib/demo.ts).
  * @module
  */
 import { FEATURES, FEATURE_NAMES, PAGE_CATEGORY_NAMES } from './constants';
 import { probe, type ProbeReport } from './probe';
+import { demoCommand } from './demo';
 
 const USAGE = `usage: userfaultfd <command> [options]
 
 commands:
   probe [--json]   what this kernel and machine support for userfaultfd
+  demo [--size 256M] [--threads 4] [--js] [--json]
+                   lazily restore a memory snapshot, serving its page faults from a file
 `;
 
 function toJson(report: ProbeReport): string {
@@ -60,8 +64,9 @@ function table(report: ProbeReport): string {
   return lines.join('\n');
 }
 
-export function main(argv: string[]): number {
+export function main(argv: string[]): number | Promise<number> {
   const [command, ...rest] = argv;
+  if (command === 'demo') return demoCommand(rest);
   if (command === 'probe') {
     const unknown = rest.filter((a) => a !== '--json');
     if (unknown.length > 0) {
@@ -80,4 +85,14 @@ export function main(argv: string[]): number {
   return 2;
 }
 
-if (require.main === module) process.exitCode = main(process.argv.slice(2));
+if (require.main === module) {
+  Promise.resolve(main(process.argv.slice(2))).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -456,10 +456,10 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
   }
 
   #decode(raw: ArrayBuffer): UffdEvent<Userfaultfd>[] {
-    const names = FEATURE_NAMES.filter((n) => this.features[n]);
-    // A FORK event's uffd serves a child process: it should not keep this one alive.
+    // A FORK event's uffd serves a child process: it should not keep this one alive. Its feature
+    // list is built only for a FORK (rare), not for every batch: this runs once per fault batch.
     return decodeEvents(raw, this.features.THREAD_ID, (fd) =>
-      Userfaultfd.fromFd(fd, { features: names, dup: false, userModeOnly: this.userModeOnly }).unref(),
+      Userfaultfd.fromFd(fd, { features: FEATURE_NAMES.filter((n) => this.features[n]), dup: false, userModeOnly: this.userModeOnly }).unref(),
     );
   }
 

@@ -22,6 +22,11 @@ namespace {
 
 constexpr int kBatch = 64;            // messages per read(2)
 constexpr size_t kMaxHeld = 1 << 16;  // messages held for JS while it is paused
+// How long the event thread leaves a readable uffd to the JS thread's loop before reading it
+// itself. Short enough that a JS thread asleep in its own fault is rescued quickly (the deadlock
+// guard), long enough that the thread wakes at most a few hundred times a second while the JS
+// thread keeps up.
+constexpr int kMainGraceMs = 2;
 constexpr uint64_t kWpOff = 0;
 
 // A read-only mapping of zeros, the source for "zero page" resolutions where UFFDIO_ZEROPAGE is
@@ -87,6 +92,8 @@ Reader::Reader(Napi::Env env, int uffd, Napi::Function callback, long guard_tid)
   // the event thread (close(), a finalizer) can never deadlock with it. The queue is bounded in
   // practice: each faulting thread has one fault outstanding until it is resolved.
   tsfn_ = BatchTsfn::New(env, callback, "userfaultfd.events", 0, 1, this);
+  callback_ = Napi::Persistent(callback);
+  UpdateMainLoop();
   thread_ = std::thread(&Reader::Run, this);
 }
 
@@ -94,40 +101,145 @@ Reader::~Reader() { Stop(); }
 
 void Reader::Stop() {
   if (stopped_.exchange(true)) return;
+  UpdateMainLoop();  // closes the main-loop reader before the descriptor can be closed
   uint64_t one = 1;
   ssize_t ignored = write(stop_fd_, &one, sizeof one);
   (void)ignored;
   if (thread_.joinable()) thread_.join();
   tsfn_.Release();
+  callback_.Reset();
   close(stop_fd_);
   stop_fd_ = -1;
 }
 
 void Reader::SetPaused(bool paused) {
   paused_ = paused;
+  UpdateMainLoop();
   uint64_t one = 1;
   ssize_t ignored = write(stop_fd_, &one, sizeof one);  // wake poll to look at the flag
   (void)ignored;
 }
 
+void Reader::Ref(Napi::Env env) {
+  tsfn_.Ref(env);
+  refed_ = true;
+  if (main_->poll) uv_ref(reinterpret_cast<uv_handle_t*>(main_->poll));
+}
+
+void Reader::Unref(Napi::Env env) {
+  tsfn_.Unref(env);
+  refed_ = false;
+  if (main_->poll) uv_unref(reinterpret_cast<uv_handle_t*>(main_->poll));
+}
+
 bool Reader::AddPolicy(std::shared_ptr<Policy> policy) {
-  std::lock_guard<std::mutex> lock(policies_mutex_);
-  auto at = std::lower_bound(
-      policies_.begin(), policies_.end(), policy->start,
-      [](const std::shared_ptr<Policy>& p, uint64_t start) { return p->start < start; });
-  if (at != policies_.end() && (*at)->start < policy->end) return false;
-  if (at != policies_.begin() && (*(at - 1))->end > policy->start) return false;
-  policies_.insert(at, std::move(policy));
+  {
+    std::lock_guard<std::mutex> lock(policies_mutex_);
+    auto at = std::lower_bound(
+        policies_.begin(), policies_.end(), policy->start,
+        [](const std::shared_ptr<Policy>& p, uint64_t start) { return p->start < start; });
+    if (at != policies_.end() && (*at)->start < policy->end) return false;
+    if (at != policies_.begin() && (*(at - 1))->end > policy->start) return false;
+    policies_.insert(at, std::move(policy));
+  }
+  // Policies never wait for JS: from now on only the event thread reads.
+  UpdateMainLoop();
   return true;
 }
 
 bool Reader::RemovePolicy(uint32_t id) {
-  std::lock_guard<std::mutex> lock(policies_mutex_);
-  auto it = std::find_if(policies_.begin(), policies_.end(),
-                         [id](const std::shared_ptr<Policy>& p) { return p->id == id; });
-  if (it == policies_.end()) return false;
-  policies_.erase(it);
+  {
+    std::lock_guard<std::mutex> lock(policies_mutex_);
+    auto it = std::find_if(policies_.begin(), policies_.end(),
+                           [id](const std::shared_ptr<Policy>& p) { return p->id == id; });
+    if (it == policies_.end()) return false;
+    policies_.erase(it);
+  }
+  UpdateMainLoop();
   return true;
+}
+
+void Reader::UpdateMainLoop() {
+  bool want = !stopped_ && !paused_;
+  if (want) {
+    std::lock_guard<std::mutex> lock(policies_mutex_);
+    want = policies_.empty();
+  }
+  if (want == (main_->poll != nullptr)) return;
+  if (want) {
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env_, &loop) != napi_ok || loop == nullptr) return;
+    auto* poll_handle = new uv_poll_t;
+    if (uv_poll_init(loop, poll_handle, uffd_) != 0) {
+      delete poll_handle;
+      return;  // the event thread alone reads, as it always can
+    }
+    poll_handle->data = this;
+    uv_poll_start(poll_handle, UV_READABLE, OnMainPoll);
+    if (!refed_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_handle));
+    main_->poll = poll_handle;
+    main_->stalled = false;
+    main_mode_ = true;
+  } else {
+    main_mode_ = false;
+    // uv_close stops the watch at once; the handle is freed when the loop runs its callback.
+    uv_close(reinterpret_cast<uv_handle_t*>(main_->poll),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    main_->poll = nullptr;
+    // The event thread may be in its grace period, leaving the uffd to the JS thread: wake it.
+    uint64_t one = 1;
+    ssize_t ignored = write(stop_fd_, &one, sizeof one);
+    (void)ignored;
+  }
+}
+
+void Reader::OnMainPoll(uv_poll_t* handle, int status, int) {
+  if (status == 0) static_cast<Reader*>(handle->data)->OnMainReadable();
+}
+
+void Reader::OnMainReadable() {
+  if (!main_mode_) return;
+  uffd_msg msgs[kBatch];
+  ssize_t got;
+  {
+    std::lock_guard<std::mutex> lock(read_mutex_);
+    if (main_->in_flight.load() > 0 || held_count_.load() > 0) {
+      // Those batches go first. The poll is level-triggered: rather than spin on it until they
+      // arrive, stop it; delivering the last of them starts it again.
+      uv_poll_stop(main_->poll);
+      main_->stalled = true;
+      return;
+    }
+    got = read(uffd_, msgs, sizeof msgs);
+  }
+  if (got <= 0) return;  // the event thread took them (EAGAIN), or an error it will report
+  main_reads_++;
+  // What the event thread would hand to JS: every message, one fault per page (no policy can
+  // exist in main-loop mode, and the JS thread cannot be the faulting thread of what it reads).
+  std::vector<uffd_msg> out;
+  std::vector<uint64_t> seen;
+  for (int i = 0; i < static_cast<int>(got / sizeof(uffd_msg)); i++) {
+    if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
+      uint64_t page = msgs[i].arg.pagefault.address & ~(PageSize() - 1);
+      if (std::find(seen.begin(), seen.end(), page) != seen.end()) continue;
+      seen.push_back(page);
+    }
+    out.push_back(msgs[i]);
+  }
+  Napi::Env env = env_;
+  Napi::HandleScope scope(env);
+  try {
+    // In a Worker being terminated every napi call fails (and throws, see DeliverBatch): then
+    // the batch is dropped, as the event thread drops one; teardown closes the uffd, which
+    // wakes the faulting threads.
+    Napi::ArrayBuffer raw = Napi::ArrayBuffer::New(env, out.size() * sizeof(uffd_msg));
+    std::memcpy(raw.Data(), out.data(), out.size() * sizeof(uffd_msg));
+    // MakeCallback: the promise jobs a handler queues run when it returns, as after any I/O.
+    // (Its receiver must be an object; the callback is an arrow function and ignores it.)
+    callback_.MakeCallback(env.Global(), {raw, env.Undefined()});
+  } catch (const Napi::Error& e) {
+    if (!e.Value().IsEmpty()) napi_fatal_exception(env, e.Value());
+  }
 }
 
 std::shared_ptr<Policy> Reader::FindPolicy(uint32_t id) {
@@ -255,11 +367,16 @@ bool Reader::Resolve(const uffd_msg& msg, Batch* batch, bool* retried) {
   return true;
 }
 
-void Reader::Send(Batch* batch) {
-  if (batch->msgs.empty() && batch->reports.empty()) return;
+void Reader::Send(Batch* batch, bool counted) {
+  if (batch->msgs.empty() && batch->reports.empty()) {
+    if (counted) main_->in_flight.fetch_sub(1);
+    return;
+  }
   Batch* out = new Batch(std::move(*batch));
   *batch = Batch();
+  if (counted) out->main = main_;  // delivery counts it down
   if (tsfn_.NonBlockingCall(out) != napi_ok) {
+    if (counted) main_->in_flight.fetch_sub(1);
     // The environment is going away: nobody will read these. FORK descriptors are ours to close.
     for (const uffd_msg& m : out->msgs) {
       if (m.event == UFFD_EVENT_FORK) close(static_cast<int>(m.arg.fork.ufd));
@@ -295,9 +412,43 @@ void Reader::Run() {
       ssize_t ignored = read(stop_fd_, &value, sizeof value);
       (void)ignored;
     }
+    if (!paused_ && !held.empty()) {
+      // Resumed: what was held goes to JS first, counted in flight so that the JS loop (which
+      // stalls while anything is held) cannot overtake it.
+      {
+        std::lock_guard<std::mutex> lock(read_mutex_);
+        batch.msgs.insert(batch.msgs.begin(), held.begin(), held.end());
+        held.clear();
+        held_count_ = 0;
+        main_->in_flight.fetch_add(1);
+      }
+      Send(&batch, true);
+    }
+    if (reading && (fds[1].revents & POLLIN) && main_mode_) {
+      // The JS thread's loop reads first. Step in only if it has read nothing for the grace
+      // period: it is busy, or asleep in a fault of its own (the deadlock guard's case).
+      uint64_t reads = main_reads_;
+      struct pollfd stop = {stop_fd_, POLLIN, 0};
+      if (poll(&stop, 1, kMainGraceMs) > 0) {
+        uint64_t value;
+        ssize_t ignored = read(stop_fd_, &value, sizeof value);
+        (void)ignored;
+      }
+      if (stopped_) break;
+      if (paused_ || main_reads_ != reads) continue;
+    }
     int count = 0;
+    bool counted = false;
     if (reading && (fds[1].revents & POLLIN)) {
-      ssize_t got = read(uffd_, msgs, sizeof msgs);
+      ssize_t got;
+      {
+        // Counted in flight under the lock: the JS thread reads only when nothing read before
+        // is still on its way to JS, so JS sees the events in the kernel's order.
+        std::lock_guard<std::mutex> lock(read_mutex_);
+        got = read(uffd_, msgs, sizeof msgs);
+        counted = got > 0;
+        if (counted) main_->in_flight.fetch_add(1);
+      }
       if (got < 0 && errno != EAGAIN && errno != EINTR) {
         batch.reports.push_back({0, 0, 0, errno, "read", 0, false});
         break;
@@ -329,17 +480,16 @@ void Reader::Run() {
       if (!Resolve(m, &batch, &retried)) deferred.push_back(m);
     }
     // Events for JS keep their order across a pause; reports (errors) are sent regardless.
-    if (paused_) {
+    if (paused_ && !batch.msgs.empty()) {
+      std::lock_guard<std::mutex> lock(read_mutex_);
       held.insert(held.end(), batch.msgs.begin(), batch.msgs.end());
+      held_count_ = held.size();
       batch.msgs.clear();
-    } else if (!held.empty()) {
-      batch.msgs.insert(batch.msgs.begin(), held.begin(), held.end());
-      held.clear();
     }
-    Send(&batch);
+    Send(&batch, counted);
   }
   batch.msgs.insert(batch.msgs.begin(), held.begin(), held.end());
-  Send(&batch);
+  Send(&batch, false);
 }
 
 // FORK descriptors are ours to close when their batch never reaches JS.
@@ -357,6 +507,13 @@ static void CloseForkFds(const Batch& batch) {
 // exception itself aborts the whole process ("Error::Error napi_define_properties").
 void DeliverBatch(Napi::Env env, Napi::Function callback, Reader*, Batch* batch) {
   std::unique_ptr<Batch> owned(batch);
+  if (batch->main && batch->main->in_flight.fetch_sub(1) == 1 && env != nullptr) {
+    MainLoopState& main = *batch->main;
+    if (main.stalled && main.poll != nullptr) {
+      main.stalled = false;
+      uv_poll_start(main.poll, UV_READABLE, Reader::OnMainPoll);
+    }
+  }
   if (env == nullptr || callback.IsEmpty()) {
     CloseForkFds(*batch);
     return;

@@ -5,9 +5,16 @@
 // So faults are read by a native thread: it polls the uffd and a stop eventfd, reads up to 64
 // messages at a time, resolves the faults that fall in a native policy's range itself (no JS
 // hop), and hands everything else to JS as one batch per read through a thread-safe function.
+//
+// While no policy is installed (only JS consumes the faults), the JS thread's own event loop
+// reads the uffd first (a uv_poll_t): that saves one thread wake-up per fault, which on a small
+// machine costs about as much as the whole C round trip. The event thread then stays as the
+// backstop: if the JS thread has not read for kMainGraceMs (busy in JS, or asleep in a fault of
+// its own: the deadlock guard) the event thread reads, exactly as without the main-loop path.
 #pragma once
 
 #include <napi.h>
+#include <uv.h>
 
 #include <atomic>
 #include <cstdint>
@@ -63,9 +70,19 @@ struct FaultReport {
   bool guard = false;      // the JS thread itself faulted: resolved with the fallback
 };
 
+// What the JS thread's main-loop reader shares with the batches on their way to JS, which can
+// outlive the Reader.
+struct MainLoopState {
+  std::atomic<int> in_flight{0};  // batches the event thread read and has not delivered yet
+  uv_poll_t* poll = nullptr;      // JS thread only: the open poll handle, or null
+  bool stalled = false;           // JS thread only: the poll is stopped until in_flight drains
+};
+
 struct Batch {
   std::vector<uffd_msg> msgs;  // for JS: faults outside every policy, and all other events
   std::vector<FaultReport> reports;
+  // Set if the batch counts in the main-loop state's in_flight (delivery counts it down).
+  std::shared_ptr<MainLoopState> main;
 };
 
 class Reader;
@@ -86,8 +103,8 @@ class Reader {
   // in order, and their faulting threads with them. It keeps reading meanwhile, so native
   // policies and the deadlock guard go on working without JS.
   void SetPaused(bool paused);
-  void Ref(Napi::Env env) { tsfn_.Ref(env); }
-  void Unref(Napi::Env env) { tsfn_.Unref(env); }
+  void Ref(Napi::Env env);
+  void Unref(Napi::Env env);
 
   // Policies are added and removed on the JS thread while the event thread may be resolving;
   // the mutex is held across each resolution, so once Remove returns no resolution uses it.
@@ -100,8 +117,20 @@ class Reader {
   void Run();
   // Resolves one fault: true if done (or failed and reported), false to retry later (EAGAIN).
   bool Resolve(const uffd_msg& msg, Batch* batch, bool* retried);
-  void Send(Batch* batch);
+  // `counted`: the batch comes from a read counted in main_->in_flight.
+  void Send(Batch* batch, bool counted);
+  // JS thread: start or stop the main-loop reader to match the state (no policies, not paused,
+  // not stopped).
+  void UpdateMainLoop();
+  // JS thread: the uffd is readable. Reads and delivers one batch, unless batches the event
+  // thread read earlier are still undelivered (they go first, to keep the kernel's order).
+  void OnMainReadable();
 
+ public:
+  // The uv_poll_t callback (data: the Reader), also restarted by DeliverBatch.
+  static void OnMainPoll(uv_poll_t* handle, int status, int events);
+
+ private:
   int uffd_;
   int stop_fd_;
   long guard_tid_;
@@ -109,9 +138,20 @@ class Reader {
   std::thread thread_;
   std::atomic<bool> stopped_{false};
   std::atomic<bool> paused_{false};
+  std::atomic<size_t> held_count_{0};  // events held for JS while paused (the JS loop waits)
   std::mutex policies_mutex_;
   std::vector<std::shared_ptr<Policy>> policies_;  // sorted by start, non-overlapping
   Napi::Env env_;
+
+  // The main-loop reader (JS thread only, but for the atomics).
+  Napi::FunctionReference callback_;
+  bool refed_ = true;
+  std::atomic<bool> main_mode_{false};
+  std::atomic<uint64_t> main_reads_{0};
+  // Held across "check in_flight, read" (JS thread) and "read, count it in flight" (event
+  // thread): whenever the JS thread reads, everything read before has been delivered.
+  std::mutex read_mutex_;
+  std::shared_ptr<MainLoopState> main_ = std::make_shared<MainLoopState>();
 };
 
 // The blocking read behind UffdHandle.readRaw (for a Worker that owns the fault loop).

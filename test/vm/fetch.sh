@@ -63,7 +63,12 @@ export APT_CONFIG="$APT/apt.conf"
 # Refresh the private lists at most once a day (the kernels move with security updates).
 if [ -z "$(find "$APT/lists" -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -1)" ]; then
   log "apt-get update (private lists, amd64+arm64)"
-  apt-get update -qq
+  # Not fatal when lists are already there: a mirror hiccup must not fail a run that has
+  # everything it needs cached.
+  if ! apt-get update -qq; then
+    [ -n "$(ls "$APT/lists" | grep Packages | head -1)" ] || { log "apt-get update failed"; exit 1; }
+    log "warning: apt-get update failed; using the cached lists"
+  fi
 fi
 
 DEBS="$CACHE/debs"; mkdir -p "$DEBS"

@@ -4,6 +4,7 @@
 #   test/vm/initramfs.sh ARCH PKG_DIR OUT.cpio [MOCHA_ARG...]
 #   VM_EXEC="shell command" (env): run this in /pkg instead of mocha (probes, benches); its
 #   exit status becomes VM-RESULT.
+#   VM_TRACE=1 (env): print "VM-TEST-START <title>" before each test (to place a crash).
 #   VM_WATCHDOG=SECONDS (env, default 580): in-guest watchdog that reports the test that hangs
 #   (and what the kernel says node's threads wait on) and powers off, before the host's outer
 #   `timeout -s KILL` has to kill the VM blind.
@@ -72,6 +73,7 @@ const fs = require('fs');
 exports.mochaHooks = {
   beforeEach() {
     try { fs.writeFileSync('/tmp/.vm-current-test', this.currentTest.fullTitle()); } catch {}
+    if (process.env.VM_TRACE) process.stdout.write(`VM-TEST-START ${this.currentTest.fullTitle()}\n`);
   },
 };
 HOOKS
@@ -93,6 +95,10 @@ cat > "$ROOT/init" <<INIT
 # which with panic=-1 and qemu -no-reboot also ends the VM).
 /bin/busybox --install -s /bin
 export PATH=/usr/local/bin:/bin:/sbin HOME=/root TERM=dumb NO_COLOR=1 FORCE_COLOR=0 CI=true
+# Tells the tests they run under emulation (8-16x slower, one vCPU), so that stress and timing
+# tests can scale down instead of hitting mocha timeouts.
+export UFFD_TEST_VM=1
+${VM_TRACE:+export VM_TRACE=1}
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 # devtmpfs: without it there is no /dev/userfaultfd (the kernel creates the node there).
@@ -101,6 +107,9 @@ mkdir -p /dev/shm /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /tmp
 ln -sf /proc/self/fd /dev/fd 2>/dev/null
+# Let the kernel report crashing user processes (pc, ESR); seen only with a console
+# loglevel above 6 (run.mjs --cmdline loglevel=7), as the tests crash children on purpose.
+echo 1 > /proc/sys/debug/exception-trace 2>/dev/null
 # Reserve ~128 MiB of default-size huge pages (2 MiB on 4K kernels, 32 MiB on 16K ones),
 # at least 2, so hugetlbfs tests have something to map.
 hp=\$(awk '/^Hugepagesize:/ {print \$2}' /proc/meminfo)

@@ -3,10 +3,18 @@
 //
 //   node test/vm/run.mjs [PKG_DIR] [--only NAME[,NAME]] [--grep PATTERN] [--jobs 1|2]
 //                        [--timeout SECONDS] [--smp N] [--mem MiB] [--mocha-arg ARG]... [--keep] [--verbose]
-//                        [--no-fetch] [--list] [--exec 'SHELL COMMAND']
+//                        [--no-fetch] [--list] [--exec 'SHELL COMMAND'] [--cmdline 'KERNEL ARGS'] [--trace]
+//                        [--repeat N]
+//
+// --cmdline appends to the kernel command line (e.g. 'loglevel=7').
+// --trace prints "VM-TEST-START <title>" before each test, to place a crash or a hang.
+// --repeat N boots each selected kernel N times with the same initramfs (flake hunting).
 //
 // --exec runs a shell command in /pkg instead of mocha (e.g. 'node dist/lib/cli.js probe');
 // its output is printed and its exit status decides.
+//
+// --jobs defaults to 2: each VM has one vCPU (-smp 1, which also makes fault round trips
+// cheaper under TCG) and the machines have two cores.
 //
 // PKG_DIR defaults to the repo root (this file's ../..).  It must be built already
 // (`npm ci && npm run build`: dist/ and build/Release/*.node for the host, x86_64).
@@ -38,7 +46,7 @@ const KERNELS = [
 
 // ------------------------------------------------------------------ options
 function parseArgs(argv) {
-  const o = { pkg: null, only: null, grep: null, jobs: 1, timeout: 600, smp: 1, mem: 4096, mochaArgs: [],
+  const o = { pkg: null, only: null, grep: null, jobs: 2, timeout: 600, smp: 1, mem: 4096, mochaArgs: [],
               keep: false, verbose: false, fetch: true, list: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -49,13 +57,16 @@ function parseArgs(argv) {
     else if (a === '--timeout') o.timeout = Number(val());
     else if (a === '--smp') o.smp = Number(val());
     else if (a === '--mem') o.mem = Number(val());
+    else if (a === '--cmdline') o.cmdline = val();
+    else if (a === '--trace') o.trace = true;
+    else if (a === '--repeat') o.repeat = Math.max(1, Number(val()) || 1);
     else if (a === '--mocha-arg') o.mochaArgs.push(val());
     else if (a === '--exec') o.exec = val();
     else if (a === '--keep') o.keep = true;
     else if (a === '--verbose' || a === '-v') o.verbose = true;
     else if (a === '--no-fetch') o.fetch = false;
     else if (a === '--list') o.list = true;
-    else if (a === '--help' || a === '-h') { console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 21).map((l) => l.replace(/^\/\/ ?/, '')).join('\n')); process.exit(0); }
+    else if (a === '--help' || a === '-h') { console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1).filter((l, i, a) => a.slice(0, i + 1).every((x) => x.startsWith('//'))).map((l) => l.replace(/^\/\/ ?/, '')).join('\n')); process.exit(0); }
     else if (a.startsWith('-')) die(`unknown option ${a}`);
     else o.pkg = a;
   }
@@ -67,8 +78,11 @@ function die(msg) { console.error(`vm: ${msg}`); process.exit(2); }
 function log(msg) { console.error(`vm: ${msg}`); }
 
 // Run a helper script synchronously, failing loudly.
+// The helpers use `node` from PATH (for its version, and as the x86_64 guest's node): make that
+// the node running this script.
+const HELPER_ENV = { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH}`, NODE_BIN: process.execPath };
 function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', ...opts });
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', env: HELPER_ENV, ...opts });
   if (r.status !== 0) die(`${cmd} ${args.join(' ')} failed (status ${r.status}${r.signal ? ', ' + r.signal : ''})`);
   return r.stdout;
 }
@@ -162,14 +176,27 @@ function qemuCommand(k, cpio, opts) {
   // the 16K kernel (32 MiB huge pages).  Guest RAM is allocated lazily by qemu.
   const common = ['-nographic', '-no-reboot', '-nic', 'none', '-m', String(opts.mem), '-smp', String(opts.smp),
                   '-kernel', kernel, '-initrd', cpio];
-  // quiet: kernel messages would interleave with mocha's output on the same console.
+  // quiet loglevel=4: kernel chatter would interleave with mocha's output on the same console,
+  // but errors (an OOM kill, a BUG) are kept.
   if (k.arch === 'arm64') {
     // pauth-impdef: qemu's default QARMA pointer-auth emulation makes boots ~3.5x slower.
     return ['qemu-system-aarch64', ['-M', 'virt', '-cpu', 'max,pauth-impdef=on', ...common,
-            '-append', 'console=ttyAMA0 panic=-1 quiet loglevel=3']];
+            '-append', `console=ttyAMA0 panic=-1 quiet loglevel=4 ${opts.cmdline || ''}`]];
   }
   return ['qemu-system-x86_64', ['-accel', 'tcg', '-M', 'q35', '-cpu', 'max', ...common,
-          '-append', 'console=ttyS0 panic=-1 quiet loglevel=3']];
+          '-append', `console=ttyS0 panic=-1 quiet loglevel=4 ${opts.cmdline || ''}`]];
+}
+
+// `timeout` runs in its own process group (detached) with qemu in it: kill the group, not
+// only `timeout`, or qemu would be orphaned and keep running.
+function killGroup(child) {
+  try { process.kill(-child.pid, 'SIGKILL'); } catch { try { child.kill('SIGKILL'); } catch {} }
+}
+
+// VMs still running, so that Ctrl-C / SIGTERM of this script takes them down too.
+const live = new Set();
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => { for (const c of live) killGroup(c); process.exit(130); });
 }
 
 function runVM(k, cpio, opts, logFile) {
@@ -182,10 +209,13 @@ function runVM(k, cpio, opts, logFile) {
     // Outer hard limit twice over: `timeout -s KILL` (survives even if this script dies) and a
     // JS timer a little later as a belt for the braces.
     const child = spawn('timeout', ['-s', 'KILL', String(opts.timeout), qemu, ...args],
-                        { stdio: ['ignore', 'pipe', 'pipe'], detached: false });
-    const timer = setTimeout(() => { try { child.kill('SIGKILL'); } catch {} }, (opts.timeout + 15) * 1000);
-    const onData = (d) => {
-      const s = d.toString();
+                        { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    live.add(child);
+    const timer = setTimeout(() => killGroup(child), (opts.timeout + 15) * 1000);
+    // setEncoding: a multi-byte character split across two reads must not turn into U+FFFD.
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    const onData = (s) => {
       out.write(s);
       buf += s;
       if (bootS === null && buf.includes('VM-BEGIN')) bootS = (Date.now() - t0) / 1000;
@@ -195,6 +225,7 @@ function runVM(k, cpio, opts, logFile) {
     child.stderr.on('data', onData);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      live.delete(child);
       out.end();
       resolve({ code, signal, log: buf, bootS, totalS: (Date.now() - t0) / 1000 });
     });
@@ -235,7 +266,9 @@ function parseLog(k, r, opts) {
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   if (opts.list) { for (const k of KERNELS) console.log(`${k.name}\t${k.arch}\t${k.pagesize}`); return 0; }
-  const kernels = opts.only ? KERNELS.filter((k) => opts.only.includes(k.name)) : KERNELS;
+  const selected = opts.only ? KERNELS.filter((k) => opts.only.includes(k.name)) : KERNELS;
+  // --repeat N boots each selected kernel N times (flake hunting); the initramfs is built once.
+  const kernels = Array.from({ length: opts.repeat || 1 }, (_, r) => selected.map((k) => ({ ...k, log: opts.repeat > 1 ? `${k.name}.r${r + 1}` : k.name }))).flat();
   if (!kernels.length) die(`no kernel matches --only ${opts.only}; known: ${KERNELS.map((k) => k.name).join(', ')}`);
   if (process.arch !== 'x64' || process.platform !== 'linux') die('the host must be linux x86_64');
 
@@ -280,7 +313,7 @@ async function main() {
     cpios[arch] = path.join(work, `initramfs-${arch}.cpio`);
     // The in-guest watchdog fires before the outer kill so that the log names the hung test.
     run('bash', [path.join(HERE, 'initramfs.sh'), arch, stage, cpios[arch], ...mochaArgs],
-        { env: { ...process.env, VM_WATCHDOG: String(Math.max(10, opts.timeout - 25)), VM_EXEC: opts.exec || '' } });
+        { env: { ...HELPER_ENV, VM_WATCHDOG: String(Math.max(10, opts.timeout - 25)), VM_EXEC: opts.exec || '', VM_TRACE: opts.trace ? '1' : '' } });
     log(`initramfs ${arch}: ${(fs.statSync(cpios[arch]).size / 1048576).toFixed(0)} MB`);
   }
   const prepS = (Date.now() - t0) / 1000;
@@ -293,7 +326,7 @@ async function main() {
       const i = next++;
       const k = kernels[i];
       log(`boot ${k.name}`);
-      const r = await runVM(k, cpios[k.arch], opts, path.join(work, `${k.name}.log`));
+      const r = await runVM(k, cpios[k.arch], opts, path.join(work, `${k.log}.log`));
       const res = parseLog(k, r, opts);
       results[i] = { k, ...res };
       if (opts.exec) {
@@ -311,7 +344,7 @@ async function main() {
   // Failure details after all lines, so the per-kernel lines stay together.
   const bad = results.filter((r) => !r.ok);
   for (const r of bad) {
-    console.log(`\n--- ${r.k.name} (${r.kernel}): ${r.why || `${r.failed} failing`} — console log ${path.join(work, r.k.name + '.log')}`);
+    console.log(`\n--- ${r.k.name} (${r.kernel}): ${r.why || `${r.failed} failing`} — console log ${path.join(work, r.k.log + '.log')}`);
     const lines = r.failures.split('\n');
     console.log(lines.slice(0, 300).join('\n') + (lines.length > 300 ? `\n... (${lines.length - 300} more lines)` : ''));
   }
