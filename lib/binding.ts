@@ -52,8 +52,19 @@ export interface Binding {
   dupFd(fd: number): number;
   closeFd(fd: number): void;
   gettid(): number;
+  /**
+   * UFFDIO_MOVE over `count` [dst, src, length] triples of `ops` (native/move.cc). `state` is in
+   * [op index, bytes of it done] and out [op index, bytes done, errno, ioctls issued].
+   */
+  moveBatch(fd: number, ops: BigUint64Array, count: number, mode: bigint, state: Float64Array): void;
+  /** madvise(2) MADV_DONTNEED or MADV_REMOVE on any page-aligned range. */
+  madviseRange(address: RawAddress, length: number, advice: number): void;
   testing: {
     touch(address: bigint, length: number, options: object): Promise<import('./testing').TouchThreadResult[]>;
+    /** fork(); the child sleeps `ms` then exits, holding our private pages copy-on-write. */
+    forkHold(ms: number): number;
+    /** SIGKILL and waitpid a forkHold child; returns the wait status. */
+    reapChild(pid: number): number;
   };
 }
 

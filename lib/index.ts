@@ -20,3 +20,7 @@ export { pageSize, hugePageSize, thpSize, hugetlbPools } from './sysinfo';
 export type { HugetlbPool } from './sysinfo';
 export * as testing from './testing';
 export type { TouchOptions, TouchThreadResult } from './testing';
+export { movePages, movePageList, MoveError } from './move';
+export type { MovePagesOptions, MoveReport, MoveSpec, RetryOptions } from './move';
+export { compact, ForwardingTable } from './compactor';
+export type { CompactOptions, Compaction, ForwardingRun, LiveRange } from './compactor';

@@ -1,0 +1,132 @@
+// UFFDIO_MOVE in batches: the loop behind lib/move.ts (movePages, movePageList) and the compactor.
+//
+// One call into the addon costs a few hundred nanoseconds, about a third of what the kernel
+// needs to move one 4 KiB page, so a compactor that crossed into C++ once per page would spend
+// a quarter of its time in the binding. moveBatch runs a whole list of moves in one call and
+// continues after partial progress itself; it returns to JS only when the list is done, on the
+// mmap_changing EAGAIN (nothing moved: JS backs off and retries, since only reading the pending
+// event clears it) and on a real error, saying exactly where it stopped.
+#include "move.h"
+
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <string>
+
+#include "addon.h"
+#include "args.h"
+#include "errors.h"
+#include "uapi.h"
+
+namespace {
+
+constexpr size_t kOpWords = 3;  // dst, src, len
+// state words (a Float64Array of 4): in [0] op index to start at, [1] bytes of it already done;
+// out [0] op index where the batch stopped (== count when done), [1] bytes of that op done,
+// [2] errno that stopped it (0 when done), [3] ioctls issued.
+constexpr size_t kStateWords = 4;
+
+// moveBatch(fd, ops: BigUint64Array, count, mode: bigint, state: Float64Array) -> undefined
+Napi::Value MoveBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "fd");
+  if (!info[1].IsTypedArray() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array) {
+    ThrowTypeError(env, "ops must be a BigUint64Array of [dst, src, length] triples");
+  }
+  Napi::BigUint64Array ops = info[1].As<Napi::BigUint64Array>();
+  uint64_t count = ArgLength(info, 2, "count");
+  if (count > ops.ElementLength() / kOpWords) {
+    ThrowRangeError(env, "count exceeds the moves the ops array holds");
+  }
+  uint64_t mode = ArgBits(info, 3, "mode");
+  CheckBits(env, mode, UFFDIO_MOVE_MODE_DONTWAKE | UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, "move");
+  if (!info[4].IsTypedArray() ||
+      info[4].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[4].As<Napi::Float64Array>().ElementLength() < kStateWords) {
+    ThrowTypeError(env, "state must be a Float64Array of 4");
+  }
+  double* state = info[4].As<Napi::Float64Array>().Data();
+  const uint64_t* op = ops.Data();
+  // Validate every move before issuing any, so a bad entry never leaves a batch half done.
+  for (uint64_t i = 0; i < count; i++) {
+    CheckRange(env, op[i * kOpWords], op[i * kOpWords + 2], PageSize(), "move dst");
+    CheckRange(env, op[i * kOpWords + 1], op[i * kOpWords + 2], PageSize(), "move src");
+  }
+  double start_index = state[0];
+  double start_done = state[1];
+  if (!(start_index >= 0 && start_index <= static_cast<double>(count)) ||
+      static_cast<uint64_t>(start_index) != start_index) {
+    ThrowRangeError(env, "state[0] must be an op index within the batch");
+  }
+  uint64_t index = static_cast<uint64_t>(start_index);
+  uint64_t done = 0;
+  if (index < count) {
+    if (!(start_done >= 0 && start_done < static_cast<double>(op[index * kOpWords + 2])) ||
+        static_cast<uint64_t>(start_done) % PageSize() != 0) {
+      ThrowRangeError(env, "state[1] must be a page multiple below the op's length");
+    }
+    done = static_cast<uint64_t>(start_done);
+  }
+
+  int err = 0;
+  uint64_t ioctls = 0;
+  while (index < count) {
+    const uint64_t* o = op + index * kOpWords;
+    struct uffdio_move arg = {};
+    arg.dst = o[0] + done;
+    arg.src = o[1] + done;
+    arg.len = o[2] - done;
+    arg.mode = mode;
+    arg.move = 0;  // preset: some kernels leave it unset on the mmap_changing EAGAIN
+    ioctls++;
+    if (ioctl(fd, UFFDIO_MOVE, &arg) == 0) {
+      index++;
+      done = 0;
+      continue;
+    }
+    err = errno;
+    // Read signed: > 0 is progress, <= 0 means nothing moved in this call.
+    if (arg.move > 0) done += static_cast<uint64_t>(arg.move);
+    if (err == EAGAIN && arg.move > 0) {
+      // Partial progress: the kernel stopped for a reason it reports on the next call.
+      if (done >= o[2]) {
+        index++;
+        done = 0;
+      }
+      err = 0;
+      continue;
+    }
+    break;
+  }
+  state[0] = static_cast<double>(index);
+  state[1] = static_cast<double>(done);
+  state[2] = err;
+  state[3] = static_cast<double>(ioctls);
+  return env.Undefined();
+}
+
+// madviseRange(address, length, advice): MADV_DONTNEED or MADV_REMOVE on any page-aligned range,
+// for the copy fallback (the source is given by address, not as a Mapping). Other advice is
+// refused: this is the one madvise the library needs on memory it does not own.
+Napi::Value MadviseRange(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t address = ArgAddress(info, 0, "address");
+  uint64_t length = ArgLength(info, 1, "length");
+  CheckRange(env, address, length, PageSize(), "madvise");
+  uint64_t advice = ArgBits(info, 2, "advice");
+  if (advice != MADV_DONTNEED && advice != MADV_REMOVE) {
+    ThrowRangeError(env, "advice must be MADV_DONTNEED or MADV_REMOVE");
+  }
+  void* p = reinterpret_cast<void*>(static_cast<uintptr_t>(address));
+  if (madvise(p, length, static_cast<int>(advice)) != 0) ThrowSysError(env, {errno, "madvise"});
+  return env.Undefined();
+}
+
+}  // namespace
+
+void InitMove(Napi::Env env, Napi::Object exports) {
+  exports.Set("moveBatch", Napi::Function::New(env, MoveBatch, "moveBatch"));
+  exports.Set("madviseRange", Napi::Function::New(env, MadviseRange, "madviseRange"));
+}
