@@ -8,12 +8,19 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <mutex>
+#include <set>
 
 #include "args.h"
 #include "errors.h"
 #include "move.h"
 
 namespace {
+
+// The children forkHold made. reapChild kills only these: a pid from anywhere else (our own, a
+// sibling's) is refused rather than sent SIGKILL. Process-wide, like the children themselves.
+std::mutex children_mutex;
+std::set<pid_t> children;
 
 // forkHold(ms) -> pid. The child sleeps `ms` and _exits; it runs only async-signal-safe calls,
 // since it is a copy of a multi-threaded process with only the forking thread in it. It dies
@@ -33,6 +40,10 @@ Napi::Value ForkHold(const Napi::CallbackInfo& info) {
     }
     _exit(0);
   }
+  {
+    std::lock_guard<std::mutex> lock(children_mutex);
+    children.insert(pid);
+  }
   return Napi::Number::New(env, pid);
 }
 
@@ -42,6 +53,10 @@ Napi::Value ReapChild(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int pid = ArgFd(info, 0, "pid");
   if (pid <= 0) ThrowRangeError(env, "pid must be positive");
+  {
+    std::lock_guard<std::mutex> lock(children_mutex);
+    if (children.erase(pid) == 0) ThrowSysError(env, {ECHILD, "waitpid"});
+  }
   kill(pid, SIGKILL);
   int status = 0;
   pid_t r;
