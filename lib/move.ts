@@ -97,6 +97,9 @@ export class MoveError extends UffdError {
     this.index = at.index;
     this.report = report;
     this.message += ` (stopped at offset ${at.offset}: dst 0x${at.dst.toString(16)}, src 0x${at.src.toString(16)})`;
+    if (this.code === 'EBUSY') {
+      this.message += '. Spawning any child process forks this one (libuv uses fork): madvise the source DONTFORK';
+    }
   }
 }
 
@@ -116,6 +119,7 @@ const ERRNO: Record<number, string> = { 11: 'EAGAIN', 16: 'EBUSY', 22: 'EINVAL' 
 const oneOp = new BigUint64Array(3);
 const state = new Float64Array(4);
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
+const PAGE_SIZE = native.pageSize();
 
 interface Settings {
   mode: bigint;
@@ -128,7 +132,14 @@ interface Settings {
   scan: boolean;
 }
 
+// The settings of no options at all, for the common call: parsing `{}` per call is measurable.
+const DEFAULTS: Readonly<Record<'single' | 'list', Settings>> = {
+  single: { mode: 0n, wake: true, allowSrcHoles: false, attempts: 5, delayMs: 1, maxDelayMs: 50, fallback: false, scan: true },
+  list: { mode: 0n, wake: true, allowSrcHoles: false, attempts: 5, delayMs: 1, maxDelayMs: 50, fallback: false, scan: false },
+};
+
 function settings(options: MovePagesOptions | undefined, scanDefault: boolean): Settings {
+  if (options === undefined) return DEFAULTS[scanDefault ? 'single' : 'list'];
   const opts = toOptions(options);
   const wake = optBool(opts, 'wake', true);
   const allowSrcHoles = optBool(opts, 'allowSrcHoles', false);
@@ -155,9 +166,11 @@ function hasMove(): boolean {
 }
 
 function liveFd(uffd: Userfaultfd): number {
-  if (typeof uffd !== 'object' || uffd === null || typeof uffd.fd !== 'number') throw invalidType('uffd must be a Userfaultfd');
-  if (uffd.closed) throw Object.assign(new Error('this userfaultfd is closed'), { code: 'ERR_UFFD_CLOSED' });
-  return uffd.fd;
+  if (typeof uffd !== 'object' || uffd === null) throw invalidType('uffd must be a Userfaultfd');
+  const fd: unknown = uffd.fd;
+  if (typeof fd !== 'number') throw invalidType('uffd must be a Userfaultfd');
+  if (fd < 0) throw Object.assign(new Error('this userfaultfd is closed'), { code: 'ERR_UFFD_CLOSED' });
+  return fd;
 }
 
 function newReport(): MoveReport {
@@ -298,15 +311,19 @@ function copyExactly(
   }
 }
 
-/** The PMD size, when moves of whole huge pages are possible at all. */
+let pmd: bigint | null | undefined;
+/** The PMD size, when moves of whole huge pages are possible at all (read once: it is a sysfs read). */
 function pmdSize(): bigint | undefined {
-  const size = thpSize();
-  return size ? BigInt(size) : undefined;
+  if (pmd === undefined) {
+    const size = thpSize();
+    pmd = size ? BigInt(size) : null;
+  }
+  return pmd ?? undefined;
 }
 
 /** The 2 MiB-aligned part of [dst, dst + length) whose source is aligned too, if any. */
 function hugeWindow(dst: bigint, src: bigint, length: number, pmd: bigint | undefined): { start: bigint; end: bigint } | undefined {
-  if (pmd === undefined || (dst - src) % pmd !== 0n || length < pmd) return undefined;
+  if (pmd === undefined || length < Number(pmd) || (dst - src) % pmd !== 0n) return undefined;
   const start = ((dst + pmd - 1n) / pmd) * pmd;
   const end = ((dst + BigInt(length)) / pmd) * pmd;
   return end > start ? { start, end } : undefined;
@@ -359,7 +376,7 @@ export function movePages(uffd: Userfaultfd, dst: Address, src: Address, length:
   const d = toAddress(dst, 'dst');
   const sa = toAddress(src, 'src');
   const len = toLength(length, 'length');
-  const page = native.pageSize();
+  const page = PAGE_SIZE;
   checkAligned(d, len, page, 'movePages dst');
   checkAligned(sa, len, page, 'movePages src');
   oneOp[0] = d;

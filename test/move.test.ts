@@ -3,6 +3,7 @@
  * then the error matrix they lack (ENOENT, EEXIST, EBUSY after fork, EINVAL, partial progress).
  */
 import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
 import { Mapping, MoveError, movePages, testing, UffdError, Userfaultfd } from '../lib/index';
 import { isPresent } from './helpers/pagemap';
 import { skipIf, unavailable } from './helpers/memtypes';
@@ -199,6 +200,19 @@ describe('movePages', function () {
       fillPage(src.bytes(), 0, 0);
       expect(movePages(uffd, dst.address, src.address, PAGE).moved).to.equal(PAGE);
       uffd.zeropage(dst.address + BigInt(PAGE), PAGE);
+    });
+
+    it('EBUSY after child_process.spawnSync too (libuv forks), unless the source is MADV_DONTFORK', function () {
+      const { src, dst } = pair(2);
+      spawnSync('true');
+      const err = catchMove(() => movePages(uffd, dst.address, src.address, PAGE));
+      expect(err.code).to.equal('EBUSY');
+      expect(err.message).to.include('DONTFORK');
+      const other = track(area(PAGE));
+      fillPage(other.bytes(), 0, 1);
+      other.mapping.madvise('DONTFORK');
+      spawnSync('true');
+      expect(movePages(uffd, dst.address + BigInt(PAGE), other.address, PAGE).moved).to.equal(PAGE);
     });
 
     it('MADV_DONTFORK on the source avoids the EBUSY', function () {

@@ -35,6 +35,9 @@ export class ToyHeap {
 
   constructor(readonly pages: number) {
     this.space = Mapping.anonymous(pages * this.page, { hugepage: false });
+    // Any child_process spawn forks this process; a page shared with a child cannot be moved
+    // (EBUSY). Keeping the heap out of forks keeps it movable.
+    this.space.madvise('DONTFORK');
     this.#view = new DataView(this.space.buffer);
   }
 
@@ -99,6 +102,7 @@ export class ToyHeap {
     const live = this.mark();
     const pages = [...new Set([...live].map((o) => Math.floor(o / this.page)))];
     const to = Mapping.anonymous(this.space.length, { hugepage: false });
+    to.madvise('DONTFORK');
     uffd.register(to, { missing: true });
     let compaction: Compaction;
     try {
