@@ -9,6 +9,7 @@
         "native/uffd.cc",
         "native/mapping.cc",
         "native/pagemap.cc",
+        "native/reader.cc",
         "native/sysinfo.cc",
         "native/testing.cc",
         "native/move.cc",

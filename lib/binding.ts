@@ -6,6 +6,7 @@
  */
 import * as path from 'node:path';
 import { UffdError, type SysErrorDetails } from './errors';
+import type { NativeReport } from './events';
 
 /** An address as the native layer takes it. */
 export type RawAddress = bigint | number;
@@ -23,6 +24,34 @@ export interface NativeUffd {
   continue(address: RawAddress, length: number, mode: bigint): number;
   poison(address: RawAddress, length: number, mode: bigint): number;
   move(dst: RawAddress, src: RawAddress, length: number, mode: bigint): number;
+  /** Starts the event thread; `guardTid` is the JS thread's tid for the deadlock guard, or 0. */
+  startReader(callback: (raw: ArrayBuffer, reports?: NativeReport[]) => void, guardTid: number): void;
+  stopReader(): void;
+  pause(paused: boolean): void;
+  ref(): void;
+  unref(): void;
+  /** kind: see PolicyKind in native/reader.h. */
+  addPolicy(address: bigint, length: number, kind: number, unit: number, source?: ArrayBufferView | ArrayBuffer | number, offset?: number): number;
+  removePolicy(id: number): boolean;
+  policyStats(id: number): PolicyStats | undefined;
+  /** Blocking: up to `max` raw messages, or null after `timeoutMs` (-1: wait forever). */
+  readRaw(timeoutMs: number, max: number): ArrayBuffer | null;
+  /** Whether a message waits to be read, within `timeoutMs`, without reading it. */
+  waitReadable(timeoutMs: number): boolean;
+}
+
+/** Counters of one native policy. */
+export interface PolicyStats {
+  /** Faults resolved. */
+  faults: number;
+  /** Bytes mapped by the resolutions. */
+  bytes: number;
+  /** Faults found already resolved (EEXIST): the waiters were woken. */
+  eexist: number;
+  /** Resolutions retried after EAGAIN (an address-space change was being reported). */
+  retries: number;
+  /** Resolutions that failed (each also an 'error' event). */
+  errors: number;
 }
 
 /** The native mapping handle (native/mapping.cc). */
@@ -61,6 +90,8 @@ export interface Binding {
   madviseRange(address: RawAddress, length: number, advice: number): void;
   testing: {
     touch(address: bigint, length: number, options: object): Promise<import('./testing').TouchThreadResult[]>;
+    forkTouch(address: bigint, length: number, options: object): Promise<{ status: number | null; signal: number | null }>;
+    madvise(address: bigint, length: number, advice: number): Promise<void>;
     /** fork(); the child sleeps `ms` then exits, holding our private pages copy-on-write. */
     forkHold(ms: number): number;
     /** SIGKILL and waitpid a forkHold child; returns the wait status. */

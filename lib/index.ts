@@ -4,7 +4,12 @@
  * @module userfaultfd
  */
 export { Userfaultfd, availableFeatureBits } from './userfaultfd';
-export type { OpenOptions, OpenVia, RegisterOptions, CopyOptions, MoveOptions, WakeOption } from './userfaultfd';
+export type { OpenOptions, OpenVia, RegisterOptions, CopyOptions, MoveOptions, WakeOption, UffdEvents, EventsOptions, ReadEventsOptions } from './userfaultfd';
+export { FaultError } from './events';
+export type { UffdEvent, UffdEventType, PageFault, ForkEvent, RemapEvent, RemoveEvent, UnmapEvent } from './events';
+export { PolicyHandle } from './policy';
+export type { Policy, PolicyOptions } from './policy';
+export type { PolicyStats } from './binding';
 export { Mapping, protBits } from './mapping';
 export type { MappingKind, AnonymousOptions, MemfdOptions, HugetlbOptions, FileOptions, AliasOptions, SubRange } from './mapping';
 export { probe } from './probe';
@@ -19,7 +24,9 @@ export type { Address, Range } from './validate';
 export { pageSize, hugePageSize, thpSize, hugetlbPools } from './sysinfo';
 export type { HugetlbPool } from './sysinfo';
 export * as testing from './testing';
-export type { TouchOptions, TouchThreadResult } from './testing';
+export type { TouchOptions, TouchThreadResult, ForkTouchOptions, ForkTouchResult } from './testing';
+export { shareUffd, openShared, serveFaults } from './worker';
+export type { SharedUffd, ServeOptions } from './worker';
 export { movePages, movePageList, MoveError } from './move';
 export type { MovePagesOptions, MoveReport, MoveSpec, RetryOptions } from './move';
 export { compact, ForwardingTable } from './compactor';

@@ -298,6 +298,7 @@ export class Mapping implements Disposable {
   }
 
   #sub(range: SubRange | undefined, align: number): { offset: number; length: number } {
+    if (!this.#handle.mapped) void this.#handle.address; // throws ERR_UFFD_UNMAPPED
     const r = toOptions(range, 'range');
     const total = this.length;
     const offset = toLength(r.offset ?? 0, 'range.offset', true);

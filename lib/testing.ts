@@ -3,7 +3,9 @@
  * thread stays free to serve them.
  * @module
  */
+import { constants as osConstants } from 'node:os';
 import { native } from './binding';
+import { MADVISE, type MadviseName } from './constants';
 import { invalidType } from './errors';
 import { toAddress, toLength, toOptions, type Address } from './validate';
 
@@ -12,6 +14,8 @@ export interface TouchOptions {
   threads?: number;
   /** Bytes between touches (default: the base page size; a multiple of 8). */
   stride?: number;
+  /** Byte offset of the touched word inside each stride (default 0; a multiple of 8). */
+  offset?: number;
   /**
    * 'read' loads a 64-bit word per stride, 'write' stores `unit index + 1` there, 'increment'
    * atomically adds 1 to it (per-page counters). Default 'read'.
@@ -59,7 +63,55 @@ export function touch(address: Address | { address: Address; length: number }, l
   }
   const o = toOptions(opts);
   if (o.mode !== undefined && !['read', 'write', 'increment'].includes(o.mode)) throw invalidType(`unknown mode ${String(o.mode)}`);
-  return native.testing.touch(addr, length, o);
+  // The threads touch raw memory: keep a Mapping passed in alive (and so mapped) until they end.
+  const keep = address;
+  return native.testing.touch(addr, length, o).finally(() => void keep);
+}
+
+export interface ForkTouchOptions {
+  /** What the child does to each unit after the optional madvise/mremap (default 'read'). */
+  mode?: 'read' | 'write' | 'increment';
+  stride?: number;
+  /** madvise(MADV_DONTNEED) the range first: a REMOVE event. */
+  dontneed?: boolean;
+  /** Then mremap it elsewhere and use the new place: a REMAP event. */
+  mremap?: boolean;
+  /** In read mode, what each unit's first word must hold, else the child exits 1. */
+  expect?: 'index' | 'zero';
+}
+
+export interface ForkTouchResult {
+  /** The child's exit code (0: everything as expected), or null if a signal ended it. */
+  status: number | null;
+  /** The signal that ended the child, e.g. 'SIGBUS', or null. */
+  signal: NodeJS.Signals | null;
+}
+
+/**
+ * Fork a child process (from a native thread) that touches `range` and exits; resolves with how
+ * it ended. With EVENT_FORK negotiated the child's faults arrive on the FORK event's uffd.
+ */
+export async function forkTouch(range: { address: Address; length: number }, options?: ForkTouchOptions): Promise<ForkTouchResult> {
+  const o = toOptions(options);
+  const expect = o.expect === undefined ? 0 : o.expect === 'index' ? 1 : o.expect === 'zero' ? 2 : -1;
+  if (expect < 0) throw invalidType(`unknown expect ${String(o.expect)}`);
+  const keep = range;
+  const r = await native.testing.forkTouch(toAddress(range.address), toLength(range.length), { ...o, expect });
+  void keep;
+  const signal = r.signal === null ? null : ((Object.entries(osConstants.signals).find(([, n]) => n === r.signal)?.[0] ?? `SIG${r.signal}`) as NodeJS.Signals);
+  return { status: r.status, signal };
+}
+
+/**
+ * madvise(2) from a native thread. With EVENT_REMOVE negotiated, MADV_DONTNEED on a registered
+ * range waits until the REMOVE event is read, which the JS thread must never wait for.
+ */
+export async function madvise(range: { address: Address; length: number }, advice: MadviseName): Promise<void> {
+  const value = MADVISE[advice];
+  if (value === undefined) throw invalidType(`unknown advice ${String(advice)}`);
+  const keep = range;
+  await native.testing.madvise(toAddress(range.address), toLength(range.length), value);
+  void keep;
 }
 
 /**

@@ -2,7 +2,10 @@
  * The Userfaultfd class: open a uffd, register ranges, resolve faults with the UFFDIO_* ioctls.
  * @module
  */
+import { EventEmitter } from 'node:events';
 import { native, type NativeUffd } from './binding';
+import { EVENT_TYPES, EventQueue, FaultError, decodeEvents, type NativeReport, type UffdEvent } from './events';
+import { PolicyHandle, nativePolicy, type Policy, type PolicyOptions } from './policy';
 import {
   FEATURES,
   FEATURE_NAMES,
@@ -36,6 +39,36 @@ export interface OpenOptions {
   userModeOnly?: boolean;
   /** 'auto' (default) tries the syscall, then /dev/userfaultfd. */
   via?: OpenVia | 'auto';
+  /**
+   * Negotiate THREAD_ID (default true) so that a fault raised by the JS thread that would have
+   * to serve it is resolved by the event thread with zeros and reported as an 'error' event,
+   * instead of hanging the process forever.
+   */
+  deadlockGuard?: boolean;
+}
+
+/** The events a Userfaultfd emits. */
+export interface UffdEvents {
+  pagefault: [import('./events').PageFault];
+  fork: [import('./events').ForkEvent<Userfaultfd>];
+  remap: [import('./events').RemapEvent];
+  remove: [import('./events').RemoveEvent];
+  unmap: [import('./events').UnmapEvent];
+  error: [Error];
+}
+
+export interface EventsOptions {
+  /** Stop iterating when aborted. */
+  signal?: AbortSignal;
+  /** Queue bound (default 1024): at it, the event thread stops reading until half are consumed. */
+  highWaterMark?: number;
+}
+
+export interface ReadEventsOptions {
+  /** Give up after this long (default 1000); -1 waits forever (a Worker blocked so cannot be terminated). */
+  timeoutMs?: number;
+  /** Most events per call (default 64). */
+  max?: number;
 }
 
 export interface RegisterOptions {
@@ -67,6 +100,10 @@ interface Negotiated {
   featureBits: bigint;
   ioctlBits: bigint;
 }
+
+const WP_ASYNC = 1n << BigInt(FEATURES.WP_ASYNC.bit);
+const THREAD_ID = 1n << BigInt(FEATURES.THREAD_ID.bit);
+const WP_UNPOPULATED = 1n << BigInt(FEATURES.WP_UNPOPULATED.bit);
 
 let cachedAvailable: bigint | undefined;
 
@@ -116,9 +153,12 @@ function featureOfBit(bit: bigint): { name: string; since: string } {
  * fault is resolved, so faults must be raised by other threads (a Worker, native threads, libuv's
  * pool) or served by a native policy.
  */
-export class Userfaultfd implements Disposable {
+export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable {
   readonly #handle: NativeUffd;
   readonly #negotiated: Negotiated;
+  #readerStarted = false;
+  #refed = true;
+  readonly #queues = new Set<EventQueue<UffdEvent<Userfaultfd>>>();
   /** How the descriptor was created. */
   readonly openedVia: OpenVia | 'fd';
   /** Whether only user-mode faults are delivered. */
@@ -127,11 +167,16 @@ export class Userfaultfd implements Disposable {
   readonly features: FeatureSet;
 
   private constructor(handle: NativeUffd, negotiated: Negotiated, via: OpenVia | 'fd', userModeOnly: boolean) {
+    super();
     this.#handle = handle;
     this.#negotiated = negotiated;
     this.openedVia = via;
     this.userModeOnly = userModeOnly;
     this.features = namesOf(FEATURES, negotiated.featureBits);
+    // The event thread starts with the first listener for a fault event.
+    (this as EventEmitter).on('newListener', (event: string | symbol) => {
+      if ((EVENT_TYPES as readonly (string | symbol)[]).includes(event)) this.#startReader();
+    });
   }
 
   /** Open a userfaultfd and negotiate `features` with one UFFDIO_API handshake. */
@@ -148,7 +193,8 @@ export class Userfaultfd implements Disposable {
     }
     const raw = opts.rawFeatures ?? 0n;
     if (typeof raw !== 'bigint' || raw < 0n) throw invalidType('option rawFeatures must be a non-negative bigint');
-    const wanted = bitsOf(FEATURES, names) | raw;
+    let wanted = bitsOf(FEATURES, names) | raw;
+    if (optBool(opts, 'deadlockGuard', true) && availableFeatureBits() & THREAD_ID) wanted |= THREAD_ID;
 
     // Refuse a feature the kernel lacks before any descriptor is made.
     const missing = wanted & ~availableFeatureBits();
@@ -159,9 +205,12 @@ export class Userfaultfd implements Disposable {
     }
     const opened = openDescriptor(via, userModeOnly);
     try {
+      // The kernel answers with every feature it has; what this descriptor has enabled is what
+      // was asked for (WP_ASYNC brings WP_UNPOPULATED with it, as the kernel does).
       const api = native.apiHandshake(opened.fd, wanted);
+      const enabled = wanted & WP_ASYNC ? wanted | WP_UNPOPULATED : wanted;
       const handle = new native.UffdHandle(opened.fd, true);
-      return new Userfaultfd(handle, { featureBits: api.features, ioctlBits: api.ioctls }, opened.via, userModeOnly);
+      return new Userfaultfd(handle, { featureBits: enabled, ioctlBits: api.ioctls }, opened.via, userModeOnly);
     } catch (err) {
       native.closeFd(opened.fd);
       throw err;
@@ -170,14 +219,19 @@ export class Userfaultfd implements Disposable {
 
   /**
    * Wrap a descriptor that already had its UFFDIO_API handshake, such as `uffd.fd` passed to a
-   * Worker (threads share descriptors). Not owned by default: close() then forgets the number
-   * without closing it, and the opener stays responsible.
+   * Worker (threads share the descriptor table). By default the descriptor is duplicated, so this
+   * object owns its own and close() closes only that: the number can never go stale under it.
+   * `{ dup: false }` takes ownership of `fd` itself (a FORK event's descriptor).
+   * `features` should repeat what the opener negotiated (`uffd.features`), so that events decode
+   * the thread id.
    */
-  static fromFd(fd: number, options?: { features?: readonly FeatureName[]; owned?: boolean; userModeOnly?: boolean }): Userfaultfd {
+  static fromFd(fd: number, options?: { features?: readonly FeatureName[] | FeatureSet; dup?: boolean; userModeOnly?: boolean }): Userfaultfd {
     const opts = toOptions(options);
     if (!Number.isInteger(fd) || fd < 0) throw invalidType('fd must be a file descriptor number');
-    const names = opts.features ?? [];
-    const handle = new native.UffdHandle(fd, optBool(opts, 'owned', false));
+    const given = opts.features ?? [];
+    const names = Array.isArray(given) ? (given as FeatureName[]) : FEATURE_NAMES.filter((n) => (given as FeatureSet)[n]);
+    const own = optBool(opts, 'dup', true) ? native.dupFd(fd) : fd;
+    const handle = new native.UffdHandle(own, true);
     // Every handshake answers API | REGISTER | UNREGISTER.
     const ioctlBits = (1n << BigInt(IOCTLS.API)) | (1n << BigInt(IOCTLS.REGISTER)) | (1n << BigInt(IOCTLS.UNREGISTER));
     return new Userfaultfd(handle, { featureBits: bitsOf(FEATURES, names), ioctlBits }, 'fd', optBool(opts, 'userModeOnly', true));
@@ -193,7 +247,7 @@ export class Userfaultfd implements Disposable {
     return this.#handle.fd < 0;
   }
 
-  /** The negotiated UFFD_FEATURE_* bits, including any this library has no name for. */
+  /** The UFFD_FEATURE_* bits enabled on this descriptor, including any this library has no name for. */
   get featureBits(): bigint {
     return this.#negotiated.featureBits;
   }
@@ -310,11 +364,114 @@ export class Userfaultfd implements Disposable {
   }
 
   /**
-   * Close the descriptor. The kernel wakes every thread still waiting on a fault of this uffd
-   * once the last reference is gone; they retry and fault normally. A second close does nothing.
+   * Install a native policy: faults in `range` are resolved inside the event thread, with no JS
+   * hop (starting the thread if needed). Faults outside every policy still go to JS.
+   */
+  handle(range: Range, policy: Policy, options?: PolicyOptions): PolicyHandle {
+    const r = toRange(range, native.pageSize(), 'handle');
+    const opts = toOptions(options);
+    const unit = toLength(opts.unit ?? native.pageSize(), 'option unit');
+    const { kind, source, offset } = nativePolicy(policy, r.length);
+    this.#startReader();
+    const id = this.#handle.addPolicy(r.address, r.length, kind, unit, source, offset);
+    return new PolicyHandle(this.#handle, id, r.address, r.length);
+  }
+
+  /**
+   * The events as an async iterator: `for await (const ev of uffd.events()) { ... }`. The queue
+   * is bounded; when full, the event thread stops reading (faults wait in the kernel, nothing is
+   * dropped) until the consumer catches up.
+   */
+  events(options?: EventsOptions): AsyncIterableIterator<UffdEvent<Userfaultfd>> {
+    const opts = toOptions(options);
+    const hwm = toLength(opts.highWaterMark ?? 1024, 'option highWaterMark');
+    const queue: EventQueue<UffdEvent<Userfaultfd>> = new EventQueue(
+      hwm,
+      (paused) => {
+        if (!this.closed) this.#handle.pause(paused);
+      },
+      () => this.#queues.delete(queue),
+    );
+    const signal = opts.signal;
+    if (signal) {
+      if (signal.aborted) queue.end();
+      else signal.addEventListener('abort', () => queue.end(), { once: true });
+    }
+    this.#queues.add(queue);
+    this.#startReader();
+    return queue;
+  }
+
+  /**
+   * Wait for events and return them (blocking the calling thread up to `timeoutMs`). For a Worker
+   * that owns the fault loop; never on the main thread while it may touch registered memory, and
+   * not together with listeners or events() on the same object (their thread reads instead).
+   */
+  readEvents(options?: ReadEventsOptions): UffdEvent<Userfaultfd>[] {
+    const opts = toOptions(options);
+    const timeout = opts.timeoutMs ?? 1000;
+    if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < -1) throw invalidType('option timeoutMs must be an integer >= -1');
+    const max = toLength(opts.max ?? 64, 'option max');
+    const raw = this.#handle.readRaw(timeout, max);
+    return raw ? this.#decode(raw) : [];
+  }
+
+  /** Keep the process alive while the event thread runs (the default). */
+  ref(): this {
+    this.#refed = true;
+    if (this.#readerStarted && !this.closed) this.#handle.ref();
+    return this;
+  }
+
+  /** Let the process exit even though the event thread is running (like a timer's unref()). */
+  unref(): this {
+    this.#refed = false;
+    if (this.#readerStarted && !this.closed) this.#handle.unref();
+    return this;
+  }
+
+  /**
+   * Close: stop and join the event thread, end the event iterators, close the descriptor. The
+   * kernel wakes every thread still waiting on a fault of this uffd once the last reference is
+   * gone; they retry and fault normally. A second close does nothing.
    */
   close(): void {
     this.#handle.close();
+    for (const q of this.#queues) q.end();
+  }
+
+  #startReader(): void {
+    if (this.#readerStarted) return;
+    this.#handle.startReader(this.#onBatch, this.features.THREAD_ID ? native.gettid() : 0);
+    this.#readerStarted = true;
+    if (!this.#refed) this.#handle.unref();
+  }
+
+  #decode(raw: ArrayBuffer): UffdEvent<Userfaultfd>[] {
+    const names = FEATURE_NAMES.filter((n) => this.features[n]);
+    // A FORK event's uffd serves a child process: it should not keep this one alive.
+    return decodeEvents(raw, this.features.THREAD_ID, (fd) =>
+      Userfaultfd.fromFd(fd, { features: names, dup: false, userModeOnly: this.userModeOnly }).unref(),
+    );
+  }
+
+  // One call per batch from the event thread. A listener that throws becomes an 'error' event;
+  // without an 'error' listener that is an uncaught exception, as for any EventEmitter.
+  readonly #onBatch = (raw: ArrayBuffer, reports?: NativeReport[]): void => {
+    for (const ev of this.#decode(raw)) {
+      for (const q of this.#queues) q.push(ev);
+      try {
+        this.emit(ev.type, ev as never);
+      } catch (err) {
+        this.#fail(err);
+      }
+    }
+    for (const report of reports ?? []) this.#fail(new FaultError(report));
+  };
+
+  #fail(err: unknown): void {
+    for (const q of this.#queues) q.fail(err);
+    if (this.listenerCount('error') > 0 || this.#queues.size === 0) this.emit('error', err as Error);
   }
 
   [Symbol.dispose](): void {

@@ -66,7 +66,8 @@ uint64_t ArgBits(const Napi::CallbackInfo& info, size_t i, const char* name) {
 int ArgFd(const Napi::CallbackInfo& info, size_t i, const char* name) {
   Napi::Env env = info.Env();
   Napi::Value v = info[i];
-  if (!v.IsNumber()) ThrowTypeError(env, std::string(name) + " must be a number, got " + Describe(v));
+  if (!v.IsNumber())
+    ThrowTypeError(env, std::string(name) + " must be a number, got " + Describe(v));
   double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || std::trunc(d) != d || d < 0 || d > 2147483647.0) {
     ThrowRangeError(env, std::string(name) + " must be a file descriptor (a non-negative int32)");
@@ -92,7 +93,8 @@ void CheckRange(Napi::Env env, uint64_t addr, uint64_t len, uint64_t align, cons
 
 void CheckBits(Napi::Env env, uint64_t bits, uint64_t known, const char* what) {
   if (bits & ~known) {
-    ThrowRangeError(env, std::string(what) + ": unknown mode bits " + std::to_string(bits & ~known));
+    ThrowRangeError(env,
+                    std::string(what) + ": unknown mode bits " + std::to_string(bits & ~known));
   }
 }
 

@@ -19,8 +19,8 @@ Napi::Error MakeSysError(Napi::Env env, const SysErrorInfo& info) {
     if (err.IsObject()) return Napi::Error(env, err);
   }
   // The TS layer always installs the factory; this is for someone loading the .node file alone.
-  std::string message = std::string(info.ioctl ? info.ioctl : info.syscall) + ": " +
-                        std::strerror(info.err);
+  std::string message =
+      std::string(info.ioctl ? info.ioctl : info.syscall) + ": " + std::strerror(info.err);
   Napi::Error error = Napi::Error::New(env, message);
   Napi::Object obj = error.Value();
   for (const auto& key : details.GetPropertyNames().As<Napi::Array>()) {

@@ -10,12 +10,12 @@
 #include <cstdint>
 
 struct SysErrorInfo {
-  int err;                        // positive errno
-  const char* syscall;            // 'ioctl', 'userfaultfd', 'mmap', ...
-  const char* ioctl = nullptr;    // 'UFFDIO_COPY', ... when syscall is ioctl
-  bool has_bytes = false;         // resolving ioctls report progress; others do not
-  int64_t bytes = 0;              // bytes done before the failure
-  const char* path = nullptr;     // file the call was about, if any
+  int err;                      // positive errno
+  const char* syscall;          // 'ioctl', 'userfaultfd', 'mmap', ...
+  const char* ioctl = nullptr;  // 'UFFDIO_COPY', ... when syscall is ioctl
+  bool has_bytes = false;       // resolving ioctls report progress; others do not
+  int64_t bytes = 0;            // bytes done before the failure
+  const char* path = nullptr;   // file the call was about, if any
 };
 
 // Builds (does not throw) the JS error object.

@@ -4,13 +4,16 @@
 // touch(address, length, options) -> Promise<ThreadResult[]>. A coordinator std::thread starts
 // the touching threads, joins them, and settles the promise through a thread-safe function; the
 // libuv thread pool is not used, so a JS handler that itself needs the pool cannot starve it.
+#include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <random>
 #include <thread>
@@ -22,12 +25,53 @@
 
 namespace {
 
+// Runs `work` on a new thread, then settles a promise on the JS thread with `settle`. The
+// thread-safe function keeps the loop alive until then; at environment teardown (env null)
+// nothing is settled and only the job is freed.
+class OffThreadJob {
+ public:
+  using Work = std::function<void()>;
+  using Settle = std::function<void(Napi::Env, Napi::Promise::Deferred&)>;
+
+  static Napi::Promise Start(Napi::Env env, const char* name, Work work, Settle settle) {
+    auto* job = new OffThreadJob(env, std::move(work), std::move(settle));
+    Napi::Promise promise = job->deferred_.Promise();
+    job->tsfn_ = Tsfn::New(env, name, 0, 1, job);
+    job->thread_ = std::thread([job] {
+      job->work_();
+      job->tsfn_.BlockingCall();
+    });
+    return promise;
+  }
+
+ private:
+  static void Finish(Napi::Env env, Napi::Function, OffThreadJob* job, void*) {
+    if (job->thread_.joinable()) job->thread_.join();  // it has called BlockingCall: it is done
+    if (env != nullptr) job->settle_(env, job->deferred_);
+    job->tsfn_.Release();
+    delete job;
+  }
+  using Tsfn = Napi::TypedThreadSafeFunction<OffThreadJob, void, Finish>;
+
+  OffThreadJob(Napi::Env env, Work work, Settle settle)
+      : work_(std::move(work)),
+        settle_(std::move(settle)),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Work work_;
+  Settle settle_;
+  Napi::Promise::Deferred deferred_;
+  Tsfn tsfn_;
+  std::thread thread_;
+};
+
 enum class TouchMode { kRead, kWrite, kIncrement };
 
 struct TouchSpec {
   uint8_t* base = nullptr;
   uint64_t length = 0;
   uint64_t stride = 0;
+  uint64_t offset = 0;  // byte offset of the touched word inside each stride
   TouchMode mode = TouchMode::kRead;
   bool random = false;
   bool partition = true;  // thread i takes units i, i+N, ...; else every thread takes all
@@ -43,19 +87,6 @@ struct ThreadResult {
   uint64_t touched = 0;
   uint64_t sum = 0;  // of the words read (read mode), a checksum of what the thread saw
   std::vector<double> latencies_ns;
-};
-
-struct TouchJob;
-void Settle(Napi::Env env, Napi::Function, TouchJob* job, void*);
-using SettleTsfn = Napi::TypedThreadSafeFunction<TouchJob, void, Settle>;
-
-struct TouchJob {
-  TouchSpec spec;
-  std::vector<ThreadResult> results;
-  Napi::Promise::Deferred deferred;
-  SettleTsfn tsfn;
-  std::thread coordinator;
-  explicit TouchJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
 
 uint64_t NowNs() {
@@ -76,7 +107,7 @@ void TouchThread(const TouchSpec& spec, uint32_t index, ThreadResult* out) {
   for (uint32_t pass = 0; deadline ? NowNs() < deadline : pass < spec.passes; pass++) {
     if (spec.random) std::shuffle(order.begin(), order.end(), rng);
     for (uint64_t u : order) {
-      uint64_t* word = reinterpret_cast<uint64_t*>(spec.base + u * spec.stride);
+      uint64_t* word = reinterpret_cast<uint64_t*>(spec.base + u * spec.stride + spec.offset);
       uint64_t t0 = spec.record_latency ? NowNs() : 0;
       switch (spec.mode) {
         case TouchMode::kRead:
@@ -95,30 +126,24 @@ void TouchThread(const TouchSpec& spec, uint32_t index, ThreadResult* out) {
   }
 }
 
-void Settle(Napi::Env env, Napi::Function, TouchJob* job, void*) {
-  // Runs on the JS thread (env set) or at teardown (env null: nothing to settle).
-  if (job->coordinator.joinable()) job->coordinator.join();
-  if (env != nullptr) {
-    Napi::Array arr = Napi::Array::New(env, job->results.size());
-    for (size_t i = 0; i < job->results.size(); i++) {
-      const ThreadResult& r = job->results[i];
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("tid", Napi::Number::New(env, static_cast<double>(r.tid)));
-      o.Set("touched", Napi::Number::New(env, static_cast<double>(r.touched)));
-      o.Set("sum", Napi::BigInt::New(env, r.sum));
-      if (job->spec.record_latency) {
-        Napi::Float64Array lat = Napi::Float64Array::New(env, r.latencies_ns.size());
-        if (!r.latencies_ns.empty()) {
-          std::memcpy(lat.Data(), r.latencies_ns.data(), r.latencies_ns.size() * sizeof(double));
-        }
-        o.Set("latenciesNs", lat);
+Napi::Array ThreadResults(Napi::Env env, const std::vector<ThreadResult>& results, bool latency) {
+  Napi::Array arr = Napi::Array::New(env, results.size());
+  for (size_t i = 0; i < results.size(); i++) {
+    const ThreadResult& r = results[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("tid", Napi::Number::New(env, static_cast<double>(r.tid)));
+    o.Set("touched", Napi::Number::New(env, static_cast<double>(r.touched)));
+    o.Set("sum", Napi::BigInt::New(env, r.sum));
+    if (latency) {
+      Napi::Float64Array lat = Napi::Float64Array::New(env, r.latencies_ns.size());
+      if (!r.latencies_ns.empty()) {
+        std::memcpy(lat.Data(), r.latencies_ns.data(), r.latencies_ns.size() * sizeof(double));
       }
-      arr.Set(i, o);
+      o.Set("latenciesNs", lat);
     }
-    job->deferred.Resolve(arr);
+    arr.Set(i, o);
   }
-  job->tsfn.Release();
-  delete job;
+  return arr;
 }
 
 uint32_t OptU32(Napi::Object opts, const char* key, uint32_t dflt, uint32_t max) {
@@ -132,6 +157,15 @@ uint32_t OptU32(Napi::Object opts, const char* key, uint32_t dflt, uint32_t max)
   return static_cast<uint32_t>(d);
 }
 
+TouchMode OptMode(Napi::Object opts) {
+  Napi::Value mode = opts.Get("mode");
+  std::string m = mode.IsUndefined() ? "read" : mode.ToString().Utf8Value();
+  if (m == "read") return TouchMode::kRead;
+  if (m == "write") return TouchMode::kWrite;
+  if (m == "increment") return TouchMode::kIncrement;
+  ThrowRangeError(opts.Env(), "option mode must be 'read', 'write' or 'increment'");
+}
+
 // touch(address, length, { threads, stride, mode, order, partition, passes, durationMs, seed,
 //                          recordLatency })
 Napi::Value Touch(const Napi::CallbackInfo& info) {
@@ -143,23 +177,14 @@ Napi::Value Touch(const Napi::CallbackInfo& info) {
   spec.base = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(address));
   spec.length = length;
   spec.stride = OptU32(opts, "stride", static_cast<uint32_t>(PageSize()), 1u << 30);
+  spec.offset = OptU32(opts, "offset", 0, 1u << 30);
   spec.threads = OptU32(opts, "threads", 1, 256);
   spec.passes = OptU32(opts, "passes", 1, 1u << 30);
   spec.duration_ns = static_cast<uint64_t>(OptU32(opts, "durationMs", 0, 3600000)) * 1000000;
   spec.seed = OptU32(opts, "seed", 1, 0xffffffffu);
   spec.record_latency = opts.Get("recordLatency").ToBoolean().Value();
   spec.partition = !opts.Has("partition") || opts.Get("partition").ToBoolean().Value();
-  Napi::Value mode = opts.Get("mode");
-  std::string m = mode.IsUndefined() ? "read" : mode.ToString().Utf8Value();
-  if (m == "read") {
-    spec.mode = TouchMode::kRead;
-  } else if (m == "write") {
-    spec.mode = TouchMode::kWrite;
-  } else if (m == "increment") {
-    spec.mode = TouchMode::kIncrement;
-  } else {
-    ThrowRangeError(env, "option mode must be 'read', 'write' or 'increment'");
-  }
+  spec.mode = OptMode(opts);
   Napi::Value order = opts.Get("order");
   spec.random = !order.IsUndefined() && order.ToString().Utf8Value() == "random";
   if (spec.threads == 0) ThrowRangeError(env, "option threads must be at least 1");
@@ -167,22 +192,150 @@ Napi::Value Touch(const Napi::CallbackInfo& info) {
     ThrowRangeError(env, "option stride must be a multiple of 8");
   }
   CheckRange(env, address, length, spec.stride, "touch");
+  if (spec.offset % 8 != 0 || spec.offset + 8 > spec.stride) {
+    ThrowRangeError(env, "option offset must be a multiple of 8 inside the stride");
+  }
 
-  auto* job = new TouchJob(env);
-  job->spec = spec;
-  job->results.resize(spec.threads);
-  Napi::Promise promise = job->deferred.Promise();
-  job->tsfn = SettleTsfn::New(env, "userfaultfd.touch", 0, 1, job);
-  job->coordinator = std::thread([job] {
-    std::vector<std::thread> threads;
-    for (uint32_t i = 0; i < job->spec.threads; i++) {
-      threads.emplace_back(TouchThread, std::cref(job->spec), i, &job->results[i]);
+  auto results = std::make_shared<std::vector<ThreadResult>>(spec.threads);
+  return OffThreadJob::Start(
+      env, "userfaultfd.touch",
+      [spec, results] {
+        std::vector<std::thread> threads;
+        for (uint32_t i = 0; i < spec.threads; i++) {
+          threads.emplace_back(TouchThread, std::cref(spec), i, &(*results)[i]);
+        }
+        for (auto& t : threads) t.join();
+      },
+      [spec, results](Napi::Env env, Napi::Promise::Deferred& deferred) {
+        deferred.Resolve(ThreadResults(env, *results, spec.record_latency));
+      });
+}
+
+// ---- forkTouch: a child process that touches memory, for the FORK / REMAP / REMOVE events ----
+
+struct ForkSpec {
+  uint8_t* base = nullptr;
+  uint64_t length = 0;
+  uint64_t stride = 0;
+  bool dontneed = false;  // madvise(MADV_DONTNEED) the range first (a REMOVE event)
+  bool mremap = false;    // then move it elsewhere (a REMAP event) and use the new place
+  TouchMode mode = TouchMode::kRead;
+  int expect = 0;  // 0: nothing; 1: word at unit i == i + 1; 2: all zero
+};
+
+// Runs in the forked child of a multi-threaded process: only memory accesses and raw system
+// calls here, then _exit. Exit codes: 0 all as expected, 1 a word differed, 2 mremap failed.
+[[noreturn]] void ChildMain(const ForkSpec& spec) {
+  uint8_t* base = spec.base;
+  if (spec.dontneed) madvise(base, spec.length, MADV_DONTNEED);
+  if (spec.mremap) {
+    // A same-size mremap stays put; move onto a reserved place to make it a real move.
+    void* place = mmap(nullptr, spec.length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (place == MAP_FAILED) _exit(2);
+    void* moved = mremap(base, spec.length, spec.length, MREMAP_MAYMOVE | MREMAP_FIXED, place);
+    if (moved == MAP_FAILED) _exit(2);
+    base = static_cast<uint8_t*>(moved);
+  }
+  int bad = 0;
+  for (uint64_t u = 0; u < spec.length / spec.stride; u++) {
+    volatile uint64_t* word = reinterpret_cast<volatile uint64_t*>(base + u * spec.stride);
+    if (spec.mode == TouchMode::kWrite) {
+      *word = u + 1;
+    } else if (spec.mode == TouchMode::kIncrement) {
+      *word = *word + 1;
+    } else {
+      uint64_t v = *word;
+      if (spec.expect == 1 && v != u + 1) bad = 1;
+      if (spec.expect == 2 && v != 0) bad = 1;
     }
-    for (auto& t : threads) t.join();
-    job->tsfn.BlockingCall();
-  });
-  // The coordinator is joined in Settle, which runs only after it called BlockingCall.
-  return promise;
+  }
+  _exit(bad);
+}
+
+// forkTouch(address, length, { mode, stride, dontneed, mremap, expect }) -> Promise<{status,
+// signal}>. The fork happens on a helper thread: with EVENT_FORK the forking thread waits until
+// the event is read, and that must never be the JS thread.
+Napi::Value ForkTouch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t address = ArgAddress(info, 0, "address");
+  uint64_t length = ArgLength(info, 1, "length");
+  Napi::Object opts = info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
+  ForkSpec spec;
+  spec.base = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(address));
+  spec.length = length;
+  spec.stride = OptU32(opts, "stride", static_cast<uint32_t>(PageSize()), 1u << 30);
+  spec.dontneed = opts.Get("dontneed").ToBoolean().Value();
+  spec.mremap = opts.Get("mremap").ToBoolean().Value();
+  spec.expect = static_cast<int>(OptU32(opts, "expect", 0, 2));
+  spec.mode = OptMode(opts);
+  if (spec.stride < 8 || spec.stride % 8 != 0) {
+    ThrowRangeError(env, "option stride must be a multiple of 8");
+  }
+  CheckRange(env, address, length, PageSize(), "forkTouch");
+
+  struct Outcome {
+    int status = 0;  // exit status, or -1
+    int signal = 0;
+    int err = 0;  // errno of a failed fork / waitpid
+  };
+  auto out = std::make_shared<Outcome>();
+  return OffThreadJob::Start(
+      env, "userfaultfd.forkTouch",
+      [spec, out] {
+        pid_t pid = fork();
+        if (pid == 0) ChildMain(spec);
+        if (pid < 0) {
+          out->err = errno;
+          return;
+        }
+        int wstatus = 0;
+        while (waitpid(pid, &wstatus, 0) < 0) {
+          if (errno != EINTR) {
+            out->err = errno;
+            return;
+          }
+        }
+        if (WIFSIGNALED(wstatus)) out->signal = WTERMSIG(wstatus);
+        out->status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+      },
+      [out](Napi::Env env, Napi::Promise::Deferred& deferred) {
+        if (out->err != 0) {
+          deferred.Reject(MakeSysError(env, {out->err, "fork"}).Value());
+          return;
+        }
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("status", out->signal ? env.Null() : Napi::Number::New(env, out->status));
+        o.Set("signal", out->signal ? Napi::Number::New(env, out->signal) : env.Null());
+        deferred.Resolve(o);
+      });
+}
+
+// ---- madvise from a helper thread ----
+// With EVENT_REMOVE negotiated, madvise(DONTNEED) waits until the REMOVE event is read: from the
+// JS thread, with nobody else reading, that would never return.
+
+// madvise(address, length, advice) -> Promise<void>
+Napi::Value MadviseOffThread(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t address = ArgAddress(info, 0, "address");
+  uint64_t length = ArgLength(info, 1, "length");
+  uint64_t advice = ArgBits(info, 2, "advice");
+  CheckRange(env, address, length, PageSize(), "madvise");
+  if (advice > 0xffff) ThrowRangeError(env, "advice is out of range");
+  auto* addr = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(address));
+  auto err = std::make_shared<int>(0);
+  return OffThreadJob::Start(
+      env, "userfaultfd.madvise",
+      [addr, length, advice, err] {
+        if (madvise(addr, length, static_cast<int>(advice)) != 0) *err = errno;
+      },
+      [err](Napi::Env env, Napi::Promise::Deferred& deferred) {
+        if (*err != 0) {
+          deferred.Reject(MakeSysError(env, {*err, "madvise"}).Value());
+        } else {
+          deferred.Resolve(env.Undefined());
+        }
+      });
 }
 
 }  // namespace
@@ -190,5 +343,7 @@ Napi::Value Touch(const Napi::CallbackInfo& info) {
 void InitTesting(Napi::Env env, Napi::Object exports) {
   Napi::Object testing = Napi::Object::New(env);
   testing.Set("touch", Napi::Function::New(env, Touch, "touch"));
+  testing.Set("forkTouch", Napi::Function::New(env, ForkTouch, "forkTouch"));
+  testing.Set("madvise", Napi::Function::New(env, MadviseOffThread, "madvise"));
   exports.Set("testing", testing);
 }

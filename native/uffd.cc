@@ -1,6 +1,7 @@
 #include "uffd.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include "addon.h"
 #include "args.h"
 #include "errors.h"
+#include "resolve.h"
 #include "uapi.h"
 
 // Distinguishes our handles from any other wrapped object, so a method borrowed onto the wrong
@@ -31,8 +33,28 @@ UffdHandle::UffdHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UffdHa
 }
 
 UffdHandle::~UffdHandle() {
-  // Reached only when the JS object was collected without close(): do not leak the descriptor.
+  // Reached only when the JS object was collected without close(): do not leak the thread or
+  // the descriptor.
+  Shutdown();
   if (fd_ >= 0 && owns_fd_) ::close(fd_);
+}
+
+void UffdHandle::Shutdown() {
+  if (reader_) reader_->Stop();  // joins: the thread never waits on JS, so this cannot deadlock
+  reader_.reset();
+  policy_sources_.clear();
+  if (cleanup_hook_) {
+    napi_remove_env_cleanup_hook(env_, OnEnvTeardown, this);
+    cleanup_hook_ = false;
+  }
+}
+
+// A Worker's environment is going away with the event thread still running: stop and join it
+// before the environment it delivers to is gone.
+void UffdHandle::OnEnvTeardown(void* self) {
+  auto* handle = static_cast<UffdHandle*>(self);
+  handle->cleanup_hook_ = false;  // hooks are removed by the runtime as they run
+  handle->Shutdown();
 }
 
 int UffdHandle::LiveFd(Napi::Env env) const {
@@ -52,7 +74,9 @@ Napi::Value UffdHandle::GetFd(const Napi::CallbackInfo& info) {
 Napi::Value UffdHandle::Close(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
   // Closing releases the uffd context once no other reference remains; the kernel then wakes
-  // every thread still waiting on a fault of this uffd (they retry and fault normally).
+  // every thread still waiting on a fault of this uffd (they retry and fault normally). The
+  // event thread goes first, so it never polls a descriptor number that may be reused.
+  Shutdown();
   if (fd_ >= 0 && owns_fd_) ::close(fd_);
   fd_ = -1;
   return info.Env().Undefined();
@@ -71,19 +95,11 @@ static Range ArgRange(const Napi::CallbackInfo& info, size_t i, const char* what
   return r;
 }
 
-// Runs a resolving ioctl whose s64 result field says how many bytes were done. The field is
-// preset to 0 (older kernels left it unset on the mmap_changing EAGAIN) and read as signed:
-// >= 0 is progress, < 0 is -errno. Success returns the bytes; any failure throws UffdError
-// carrying the bytes done, so partial progress (EAGAIN with bytes > 0) is never lost.
-template <typename Arg>
-static Napi::Value Resolve(Napi::Env env, int fd, unsigned long request, const char* name,
-                           Arg* arg, __s64* result) {
-  *result = 0;
-  int rc = ioctl(fd, request, arg);
-  int err = errno;
-  if (rc == 0) return Napi::Number::New(env, static_cast<double>(*result));
-  int64_t done = *result > 0 ? *result : 0;
-  ThrowSysError(env, {err, "ioctl", name, true, done});
+// Success returns the bytes; any failure throws UffdError carrying the bytes done, so partial
+// progress (EAGAIN with bytes > 0) is never lost.
+static Napi::Value Resolved(Napi::Env env, IoctlResult r, const char* name) {
+  if (r.err == 0) return Napi::Number::New(env, static_cast<double>(r.bytes));
+  ThrowSysError(env, {r.err, "ioctl", name, true, r.bytes});
 }
 
 Napi::Value UffdHandle::Register(const Napi::CallbackInfo& info) {
@@ -119,10 +135,8 @@ Napi::Value UffdHandle::Wake(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
   int fd = LiveFd(info.Env());
   Range r = ArgRange(info, 0, "wake");
-  struct uffdio_range range = {r.start, r.len};
-  if (ioctl(fd, UFFDIO_WAKE, &range) != 0) {
-    ThrowSysError(info.Env(), {errno, "ioctl", "UFFDIO_WAKE"});
-  }
+  if (int err = UffdWake(fd, r.start, r.len))
+    ThrowSysError(info.Env(), {err, "ioctl", "UFFDIO_WAKE"});
   return info.Env().Undefined();
 }
 
@@ -151,51 +165,34 @@ Napi::Value UffdHandle::Copy(const Napi::CallbackInfo& info) {
   }
   uint64_t mode = ArgBits(info, 3, "mode");
   CheckBits(env, mode, UFFDIO_COPY_MODE_DONTWAKE | UFFDIO_COPY_MODE_WP, "copy");
-  struct uffdio_copy arg = {};
-  arg.dst = dst;
-  arg.src = src;
-  arg.len = len;
-  arg.mode = mode;
-  return Resolve(env, fd, UFFDIO_COPY, "UFFDIO_COPY", &arg, &arg.copy);
+  return Resolved(env, UffdCopy(fd, dst, src, len, mode), "UFFDIO_COPY");
+}
+
+// zeropage / continue / poison(address, length, mode): one range, one mode word.
+Napi::Value UffdHandle::FillRange(const Napi::CallbackInfo& info, const char* what,
+                                  const char* ioctl_name, uint64_t known_modes,
+                                  IoctlResult (*fill)(int, uint64_t, uint64_t, uint64_t)) {
+  CheckReceiver(info);
+  Napi::Env env = info.Env();
+  int fd = LiveFd(env);
+  Range r = ArgRange(info, 0, what);
+  uint64_t mode = ArgBits(info, 2, "mode");
+  CheckBits(env, mode, known_modes, what);
+  return Resolved(env, fill(fd, r.start, r.len, mode), ioctl_name);
 }
 
 Napi::Value UffdHandle::Zeropage(const Napi::CallbackInfo& info) {
-  CheckReceiver(info);
-  Napi::Env env = info.Env();
-  int fd = LiveFd(env);
-  Range r = ArgRange(info, 0, "zeropage");
-  uint64_t mode = ArgBits(info, 2, "mode");
-  CheckBits(env, mode, UFFDIO_ZEROPAGE_MODE_DONTWAKE, "zeropage");
-  struct uffdio_zeropage arg = {};
-  arg.range = {r.start, r.len};
-  arg.mode = mode;
-  return Resolve(env, fd, UFFDIO_ZEROPAGE, "UFFDIO_ZEROPAGE", &arg, &arg.zeropage);
+  return FillRange(info, "zeropage", "UFFDIO_ZEROPAGE", UFFDIO_ZEROPAGE_MODE_DONTWAKE,
+                   UffdZeropage);
 }
 
 Napi::Value UffdHandle::Continue(const Napi::CallbackInfo& info) {
-  CheckReceiver(info);
-  Napi::Env env = info.Env();
-  int fd = LiveFd(env);
-  Range r = ArgRange(info, 0, "continue");
-  uint64_t mode = ArgBits(info, 2, "mode");
-  CheckBits(env, mode, UFFDIO_CONTINUE_MODE_DONTWAKE | UFFDIO_CONTINUE_MODE_WP, "continue");
-  struct uffdio_continue arg = {};
-  arg.range = {r.start, r.len};
-  arg.mode = mode;
-  return Resolve(env, fd, UFFDIO_CONTINUE, "UFFDIO_CONTINUE", &arg, &arg.mapped);
+  return FillRange(info, "continue", "UFFDIO_CONTINUE",
+                   UFFDIO_CONTINUE_MODE_DONTWAKE | UFFDIO_CONTINUE_MODE_WP, UffdContinue);
 }
 
 Napi::Value UffdHandle::Poison(const Napi::CallbackInfo& info) {
-  CheckReceiver(info);
-  Napi::Env env = info.Env();
-  int fd = LiveFd(env);
-  Range r = ArgRange(info, 0, "poison");
-  uint64_t mode = ArgBits(info, 2, "mode");
-  CheckBits(env, mode, UFFDIO_POISON_MODE_DONTWAKE, "poison");
-  struct uffdio_poison arg = {};
-  arg.range = {r.start, r.len};
-  arg.mode = mode;
-  return Resolve(env, fd, UFFDIO_POISON, "UFFDIO_POISON", &arg, &arg.updated);
+  return FillRange(info, "poison", "UFFDIO_POISON", UFFDIO_POISON_MODE_DONTWAKE, UffdPoison);
 }
 
 Napi::Value UffdHandle::Move(const Napi::CallbackInfo& info) {
@@ -209,12 +206,7 @@ Napi::Value UffdHandle::Move(const Napi::CallbackInfo& info) {
   CheckRange(env, src, len, PageSize(), "move");
   uint64_t mode = ArgBits(info, 3, "mode");
   CheckBits(env, mode, UFFDIO_MOVE_MODE_DONTWAKE | UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, "move");
-  struct uffdio_move arg = {};
-  arg.dst = dst;
-  arg.src = src;
-  arg.len = len;
-  arg.mode = mode;
-  return Resolve(env, fd, UFFDIO_MOVE, "UFFDIO_MOVE", &arg, &arg.move);
+  return Resolved(env, UffdMove(fd, dst, src, len, mode), "UFFDIO_MOVE");
 }
 
 // writeProtect(address, length, mode): mode WP sets protection, no WP removes it (and wakes the
@@ -227,13 +219,157 @@ Napi::Value UffdHandle::WriteProtect(const Napi::CallbackInfo& info) {
   uint64_t mode = ArgBits(info, 2, "mode");
   CheckBits(env, mode, UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
             "writeProtect");
-  struct uffdio_writeprotect arg = {};
-  arg.range = {r.start, r.len};
-  arg.mode = mode;
-  if (ioctl(fd, UFFDIO_WRITEPROTECT, &arg) != 0) {
-    ThrowSysError(env, {errno, "ioctl", "UFFDIO_WRITEPROTECT"});
+  if (int err = UffdWriteProtect(fd, r.start, r.len, mode)) {
+    ThrowSysError(env, {err, "ioctl", "UFFDIO_WRITEPROTECT"});
   }
   return env.Undefined();
+}
+
+// ---- the event thread and native policies ----
+
+// startReader(callback, guardTid): guardTid is the JS thread's tid when THREAD_ID was negotiated
+// (the deadlock guard), else 0.
+Napi::Value UffdHandle::StartReader(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  Napi::Env env = info.Env();
+  int fd = LiveFd(env);
+  if (!info[0].IsFunction()) ThrowTypeError(env, "callback must be a function");
+  uint64_t guard_tid = ArgBits(info, 1, "guardTid");
+  if (reader_) ThrowRangeError(env, "the event thread is already running");
+  reader_ =
+      std::make_unique<Reader>(env, fd, info[0].As<Napi::Function>(), static_cast<long>(guard_tid));
+  env_ = env;
+  if (!cleanup_hook_) {
+    napi_add_env_cleanup_hook(env, OnEnvTeardown, this);
+    cleanup_hook_ = true;
+  }
+  return env.Undefined();
+}
+
+Napi::Value UffdHandle::StopReader(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  Shutdown();
+  return info.Env().Undefined();
+}
+
+// pause(paused: boolean)
+Napi::Value UffdHandle::PauseReader(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  if (reader_) reader_->SetPaused(info[0].ToBoolean().Value());
+  return info.Env().Undefined();
+}
+
+Napi::Value UffdHandle::RefReader(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  if (reader_) reader_->Ref(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value UffdHandle::UnrefReader(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  if (reader_) reader_->Unref(info.Env());
+  return info.Env().Undefined();
+}
+
+// addPolicy(address, length, kind, unit, source, offset) -> id. source: a buffer (copy), an fd
+// (copy from file), a BigUint64Array of source addresses (move table), or undefined.
+Napi::Value UffdHandle::AddPolicy(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  Napi::Env env = info.Env();
+  LiveFd(env);
+  if (!reader_) ThrowRangeError(env, "start the event thread before adding policies");
+  Range r = ArgRange(info, 0, "policy");
+  uint64_t kind = ArgBits(info, 2, "kind");
+  uint64_t unit = ArgLength(info, 3, "unit");
+  if (kind > static_cast<uint64_t>(PolicyKind::kMoveTable)) ThrowRangeError(env, "unknown kind");
+  if (unit < PageSize() || (unit & (unit - 1)) != 0) {
+    ThrowRangeError(env, "unit must be a power of two no smaller than the page size");
+  }
+  auto policy = std::make_shared<Policy>();
+  policy->id = next_policy_id_++;
+  policy->start = r.start;
+  policy->end = r.start + r.len;
+  policy->unit = unit;
+  policy->kind = static_cast<PolicyKind>(kind);
+  Napi::Value source = info[4];
+  if (policy->kind == PolicyKind::kCopyBuffer) {
+    uint8_t* data = nullptr;
+    size_t size = 0;
+    if (!BufferView(source, &data, &size)) ThrowTypeError(env, "copy source must be a buffer");
+    if (size < r.len) ThrowRangeError(env, "copy source is shorter than the range");
+    policy->data = data;
+    policy->data_len = size;
+  } else if (policy->kind == PolicyKind::kCopyFd) {
+    policy->fd = ArgFd(info, 4, "fd");
+    policy->fd_offset = ArgLength(info, 5, "offset");
+  } else if (policy->kind == PolicyKind::kMoveTable) {
+    if (!source.IsTypedArray() ||
+        source.As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array) {
+      ThrowTypeError(env, "move table must be a BigUint64Array");
+    }
+    Napi::BigUint64Array table = source.As<Napi::BigUint64Array>();
+    if (table.ElementLength() < r.len / unit) {
+      ThrowRangeError(env, "move table has fewer entries than the range has units");
+    }
+    policy->table = table.Data();
+    policy->table_len = table.ElementLength();
+  }
+  uint32_t id = policy->id;
+  if (!reader_->AddPolicy(std::move(policy))) {
+    ThrowRangeError(env, "the range overlaps another policy's");
+  }
+  if (!source.IsUndefined() && !source.IsNumber()) {
+    policy_sources_.emplace(id, Napi::Persistent(source));
+  }
+  return Napi::Number::New(env, id);
+}
+
+Napi::Value UffdHandle::RemovePolicy(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  uint32_t id = static_cast<uint32_t>(ArgLength(info, 0, "id"));
+  bool removed = reader_ && reader_->RemovePolicy(id);
+  // Removal waited for any resolution in progress, so the source may go now.
+  policy_sources_.erase(id);
+  return Napi::Boolean::New(info.Env(), removed);
+}
+
+Napi::Value UffdHandle::PolicyStats(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  Napi::Env env = info.Env();
+  uint32_t id = static_cast<uint32_t>(ArgLength(info, 0, "id"));
+  std::shared_ptr<Policy> p = reader_ ? reader_->FindPolicy(id) : nullptr;
+  if (!p) return env.Undefined();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("faults", Napi::Number::New(env, static_cast<double>(p->stats.faults.load())));
+  o.Set("bytes", Napi::Number::New(env, static_cast<double>(p->stats.bytes.load())));
+  o.Set("eexist", Napi::Number::New(env, static_cast<double>(p->stats.eexist.load())));
+  o.Set("retries", Napi::Number::New(env, static_cast<double>(p->stats.retries.load())));
+  o.Set("errors", Napi::Number::New(env, static_cast<double>(p->stats.errors.load())));
+  return o;
+}
+
+Napi::Value UffdHandle::ReadRawEvents(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  Napi::Env env = info.Env();
+  int fd = LiveFd(env);
+  if (reader_) ThrowRangeError(env, "the event thread is reading this userfaultfd");
+  return ReadRaw(env, fd, info);
+}
+
+// waitReadable(timeoutMs) -> boolean: whether a message is waiting, without reading it (for
+// tests that need an event to stay unread, such as mmap-changing).
+Napi::Value UffdHandle::WaitReadable(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  Napi::Env env = info.Env();
+  int fd = LiveFd(env);
+  int timeout = static_cast<int>(ArgLength(info, 0, "timeoutMs"));
+  struct pollfd pfd = {fd, POLLIN, 0};
+  int n;
+  do {
+    n = poll(&pfd, 1, timeout);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) ThrowSysError(env, {errno, "poll"});
+  return Napi::Boolean::New(env, n > 0 && (pfd.revents & POLLIN));
 }
 
 Napi::Function UffdHandle::DefineClass(Napi::Env env) {
@@ -251,6 +387,16 @@ Napi::Function UffdHandle::DefineClass(Napi::Env env) {
           InstanceMethod<&UffdHandle::Continue>("continue"),
           InstanceMethod<&UffdHandle::Poison>("poison"),
           InstanceMethod<&UffdHandle::Move>("move"),
+          InstanceMethod<&UffdHandle::StartReader>("startReader"),
+          InstanceMethod<&UffdHandle::StopReader>("stopReader"),
+          InstanceMethod<&UffdHandle::PauseReader>("pause"),
+          InstanceMethod<&UffdHandle::RefReader>("ref"),
+          InstanceMethod<&UffdHandle::UnrefReader>("unref"),
+          InstanceMethod<&UffdHandle::AddPolicy>("addPolicy"),
+          InstanceMethod<&UffdHandle::RemovePolicy>("removePolicy"),
+          InstanceMethod<&UffdHandle::PolicyStats>("policyStats"),
+          InstanceMethod<&UffdHandle::ReadRawEvents>("readRaw"),
+          InstanceMethod<&UffdHandle::WaitReadable>("waitReadable"),
       });
 }
 

@@ -7,6 +7,11 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <memory>
+#include <unordered_map>
+
+#include "reader.h"
+#include "resolve.h"
 
 class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
  public:
@@ -18,6 +23,9 @@ class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
 
  private:
   int LiveFd(Napi::Env env) const;  // throws ERR_UFFD_CLOSED once closed
+  Napi::Value FillRange(const Napi::CallbackInfo& info, const char* what, const char* ioctl_name,
+                        uint64_t known_modes,
+                        IoctlResult (*fill)(int, uint64_t, uint64_t, uint64_t));
 
   Napi::Value GetFd(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
@@ -30,7 +38,28 @@ class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
   Napi::Value Continue(const Napi::CallbackInfo& info);
   Napi::Value Poison(const Napi::CallbackInfo& info);
   Napi::Value Move(const Napi::CallbackInfo& info);
+  // The event thread and native policies (native/reader.*).
+  Napi::Value StartReader(const Napi::CallbackInfo& info);
+  Napi::Value StopReader(const Napi::CallbackInfo& info);
+  Napi::Value PauseReader(const Napi::CallbackInfo& info);
+  Napi::Value RefReader(const Napi::CallbackInfo& info);
+  Napi::Value UnrefReader(const Napi::CallbackInfo& info);
+  Napi::Value AddPolicy(const Napi::CallbackInfo& info);
+  Napi::Value RemovePolicy(const Napi::CallbackInfo& info);
+  Napi::Value PolicyStats(const Napi::CallbackInfo& info);
+  Napi::Value ReadRawEvents(const Napi::CallbackInfo& info);
+  Napi::Value WaitReadable(const Napi::CallbackInfo& info);
+
+  // Stops and joins the event thread, and drops what its policies kept alive. Idempotent.
+  void Shutdown();
+  static void OnEnvTeardown(void* self);
 
   int fd_ = -1;
   bool owns_fd_ = true;
+  napi_env env_ = nullptr;
+  std::unique_ptr<Reader> reader_;
+  bool cleanup_hook_ = false;
+  uint32_t next_policy_id_ = 1;
+  // Buffers and tables that policies read from, kept alive until the policy is removed.
+  std::unordered_map<uint32_t, Napi::Reference<Napi::Value>> policy_sources_;
 };

@@ -1,0 +1,85 @@
+/**
+ * Native policies: faults in a range resolved inside the event thread, with no JS hop.
+ * @module
+ */
+import type { NativeUffd, PolicyStats } from './binding';
+import { invalidType, outOfRange } from './errors';
+import { toLength } from './validate';
+
+/**
+ * How a policy resolves the MISSING faults of its range. In every policy range, WP faults are
+ * resolved by un-protecting the page and MINOR faults by UFFDIO_CONTINUE.
+ *
+ * - `{ zero: true }`: zero pages.
+ * - `{ copyFrom: buffer }`: the bytes at the fault's offset in the range, from a Buffer,
+ *   TypedArray or ArrayBuffer at least as long as the range (kept alive by the policy).
+ * - `{ copyFrom: { fd, offset } }`: the bytes at `offset` + the fault's offset in a file (read
+ *   with pread; past the end of the file: zeros). The descriptor is borrowed: keep it open.
+ * - `{ continue: true }`: for MINOR registrations.
+ * - `{ unprotect: true }`: for WP registrations.
+ * - `{ moveFrom: table }`: UFFDIO_MOVE from `table[i]`, the source address of the range's unit
+ *   `i` (0: a zero page) — the on-demand half of a concurrent compactor.
+ */
+export type Policy =
+  | { zero: true }
+  | { copyFrom: ArrayBufferView | ArrayBuffer }
+  | { copyFrom: { fd: number; offset?: number } }
+  | { continue: true }
+  | { unprotect: true }
+  | { moveFrom: BigUint64Array };
+
+export interface PolicyOptions {
+  /**
+   * Bytes resolved per fault: a power of two, at least the page size (the default). Larger
+   * units fault in read-ahead; hugetlbfs ranges need their huge page size.
+   */
+  unit?: number;
+}
+
+/** An installed policy: its counters, and removal. */
+export class PolicyHandle {
+  constructor(
+    private readonly handle: NativeUffd,
+    /** The policy's id, as 'error' events name it. */
+    readonly id: number,
+    /** The range it covers. */
+    readonly address: bigint,
+    readonly length: number,
+  ) {}
+
+  /** The counters: faults, bytes, eexist, retries, errors. Zeros once removed. */
+  stats(): PolicyStats {
+    return this.handle.policyStats(this.id) ?? { faults: 0, bytes: 0, eexist: 0, retries: 0, errors: 0 };
+  }
+
+  /** Stop resolving this range natively: its faults go to JS again. Returns false if already removed. */
+  remove(): boolean {
+    return this.handle.removePolicy(this.id);
+  }
+}
+
+/** The native kind, source and offset of a policy spec. */
+export function nativePolicy(policy: Policy, length: number): { kind: number; source?: ArrayBufferView | ArrayBuffer | number; offset?: number } {
+  if (typeof policy !== 'object' || policy === null) throw invalidType('policy must be an object');
+  const p = policy as Record<string, unknown>;
+  const keys = Object.keys(p);
+  if (keys.length !== 1) throw invalidType(`a policy has exactly one of zero, copyFrom, continue, unprotect, moveFrom; got ${keys.join(', ') || 'none'}`);
+  if (p.zero === true) return { kind: 0 };
+  if (p.continue === true) return { kind: 3 };
+  if (p.unprotect === true) return { kind: 4 };
+  if (p.moveFrom !== undefined) {
+    if (!(p.moveFrom instanceof BigUint64Array)) throw invalidType('moveFrom must be a BigUint64Array of source addresses');
+    return { kind: 5, source: p.moveFrom };
+  }
+  const from = p.copyFrom;
+  if (ArrayBuffer.isView(from) || from instanceof ArrayBuffer) {
+    if (from.byteLength < length) throw outOfRange(`copyFrom holds ${from.byteLength} bytes, fewer than the range's ${length}`);
+    return { kind: 1, source: from };
+  }
+  if (typeof from === 'object' && from !== null && 'fd' in from) {
+    const { fd, offset } = from as { fd: unknown; offset?: unknown };
+    if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) throw invalidType('copyFrom.fd must be a file descriptor');
+    return { kind: 2, source: fd, offset: toLength(offset ?? 0, 'copyFrom.offset', true) };
+  }
+  throw invalidType('unknown policy: use { zero: true }, { copyFrom }, { continue: true }, { unprotect: true } or { moveFrom }');
+}

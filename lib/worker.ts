@@ -1,0 +1,78 @@
+/**
+ * The Worker pattern: a Worker owns the fault loop with blocking reads, so the main thread may
+ * read and write registered memory directly (its faults are served by the Worker).
+ * @module
+ */
+import type { UffdEvent } from './events';
+import { invalidType } from './errors';
+import { Userfaultfd } from './userfaultfd';
+import { pageSize } from './sysinfo';
+import { toOptions } from './validate';
+import type { FeatureName } from './constants';
+
+/** What a Worker needs to serve a Userfaultfd: structured-clonable, pass it in `workerData`. */
+export interface SharedUffd {
+  fd: number;
+  features: FeatureName[];
+  userModeOnly: boolean;
+}
+
+/** Describe `uffd` for a Worker of this process (threads share descriptors). */
+export function shareUffd(uffd: Userfaultfd): SharedUffd {
+  if (uffd.closed) throw invalidType('cannot share a closed userfaultfd');
+  return {
+    fd: uffd.fd,
+    features: (Object.keys(uffd.features) as FeatureName[]).filter((n) => uffd.features[n]),
+    userModeOnly: uffd.userModeOnly,
+  };
+}
+
+/**
+ * In the Worker: a Userfaultfd of its own over a duplicate of the shared descriptor (so the
+ * owner's close() can never leave it reading a reused descriptor number). Close it when done.
+ */
+export function openShared(shared: SharedUffd): Userfaultfd {
+  if (typeof shared !== 'object' || shared === null || typeof shared.fd !== 'number') {
+    throw invalidType('expected the object shareUffd() returned');
+  }
+  return Userfaultfd.fromFd(shared.fd, { features: shared.features, userModeOnly: shared.userModeOnly });
+}
+
+export interface ServeOptions {
+  /** Stop once `stop[0]` is non-zero (an Int32Array over a SharedArrayBuffer the owner sets). */
+  stop?: Int32Array;
+  /** How long each blocking read may wait before the stop flag is looked at again (default 50). */
+  timeoutMs?: number;
+  /** Events per read (default 64). */
+  max?: number;
+}
+
+/**
+ * Serve events on this thread until `stop[0]` becomes non-zero: blocking reads of up to `max`
+ * events, each handed to `handler` (which resolves the faults, e.g. with uffd.copy). Returns the
+ * number of events served. Meant for a dedicated Worker; it never yields to the event loop.
+ * A resolution that finds the page already there (EEXIST) is treated as done and woken.
+ */
+export function serveFaults(uffd: Userfaultfd, handler: (event: UffdEvent<Userfaultfd>) => void, options?: ServeOptions): number {
+  const opts = toOptions(options);
+  if (typeof handler !== 'function') throw invalidType('handler must be a function');
+  const stop = opts.stop;
+  if (stop !== undefined && !(stop instanceof Int32Array)) throw invalidType('option stop must be an Int32Array');
+  const timeoutMs = opts.timeoutMs ?? 50;
+  const max = opts.max ?? 64;
+  let served = 0;
+  while (stop === undefined || Atomics.load(stop, 0) === 0) {
+    for (const event of uffd.readEvents({ timeoutMs, max })) {
+      try {
+        handler(event);
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'EEXIST' || event.type !== 'pagefault') throw err;
+        // Another thread resolved it first: make sure the waiter is woken.
+        const page = BigInt(pageSize());
+        uffd.wake({ address: event.address - (event.address % page), length: pageSize() });
+      }
+      served++;
+    }
+  }
+  return served;
+}
