@@ -4,11 +4,12 @@
  * @module
  */
 import { native } from './binding';
-import { invalidType, outOfRange } from './errors';
+import { invalidType, invalidValue, outOfRange, UffdError } from './errors';
 import type { Mapping } from './mapping';
-import { movePageList, type MovePagesOptions, type MoveReport } from './move';
+import { movePageList, moveSkippingMapped, type MovePagesOptions, type MoveReport } from './move';
 import { HUGE, holeBytes, hugeBlocks, populatedRuns } from './move-scan';
 import { thpSize } from './sysinfo';
+import type { PolicyHandle } from './policy';
 import type { Userfaultfd } from './userfaultfd';
 import { oneOf, optBool, toLength, toOptions } from './validate';
 
@@ -23,11 +24,16 @@ export interface LiveRange {
 export interface CompactOptions extends Pick<MovePagesOptions, 'retry' | 'fallback'> {
   /**
    * `'stop-the-world'` (default): every live page is moved now, before compact() returns; no
-   * thread may touch either space meanwhile. `'concurrent'`: the to-space is served on demand by
-   * the event thread while a background pass moves the rest (the ART pattern); it needs the
-   * event engine and is not available in this version: it throws ERR_UFFD_CONCURRENT_UNAVAILABLE.
+   * thread may touch either space meanwhile. `'concurrent'`: compact() returns at once with the
+   * forwarding table; a fault on a to-space page not moved yet is resolved by moving its
+   * from-space page on demand in the event thread (a native `moveFrom` policy, no JS involved),
+   * while a background pass moves the rest between turns of the event loop (the ART pattern).
+   * Any thread, the JS thread included, may use the to-space meanwhile; none may touch the
+   * live pages of the from-space.
    */
   mode?: 'stop-the-world' | 'concurrent';
+  /** Concurrent mode: pages the background pass moves between yields to the event loop (default 512). */
+  chunkPages?: number;
   /** Byte offset in the to-space where the dense layout starts (page-aligned, default 0). */
   toOffset?: number;
   /**
@@ -163,33 +169,32 @@ function liveRuns(live: readonly (number | LiveRange)[], page: number, pages: nu
   return runs;
 }
 
-/**
- * Lay the live pages of `from` out densely in `to`, in from-space order, and return the
- * forwarding table. `to` must be registered with `uffd` (MISSING) and unmapped where the
- * layout goes; both private anonymous memory with the same protection (or pass
- * `fallback: 'copy'`, which the result's `report.atomic` then admits to).
- *
- * Live pages are numbers (page indexes of the from-space) or `{ offset, length }` byte ranges;
- * overlaps and duplicates are merged. Each run of contiguous live pages is one UFFDIO_MOVE, and
- * the whole list goes to the kernel in one call into the addon.
- *
- * @example
- * ```ts
- * uffd.register(toSpace, { missing: true });
- * const { forwarding, pagesMoved } = compact(uffd, fromSpace, toSpace, [0, 5, 6, { offset: 65536, length: 8192 }]);
- * forwarding.page(5); // 1: old page 5 now lives at to-space page 1
- * ```
- * @throws MoveError where a move stopped (its `index` is the run, `offset` the bytes into it).
- */
-export function compact(uffd: Userfaultfd, from: Mapping, to: Mapping, live: readonly (number | LiveRange)[], options?: CompactOptions): Compaction {
-  const opts = toOptions(options);
-  const mode = oneOf(opts.mode ?? 'stop-the-world', ['stop-the-world', 'concurrent'] as const, 'option mode');
-  if (mode === 'concurrent') {
-    throw Object.assign(
-      new Error("compact: mode 'concurrent' serves to-space faults from the event thread, which this version does not have yet; use 'stop-the-world'"),
-      { code: 'ERR_UFFD_CONCURRENT_UNAVAILABLE' },
-    );
-  }
+/** A concurrent compaction under way (compact with `mode: 'concurrent'`). */
+export interface ConcurrentCompaction {
+  /** Where every live page goes, known before any has moved: publish it to the mutators. */
+  readonly forwarding: ForwardingTable;
+  /**
+   * Settles once the background pass has moved every live page not already moved on demand; the
+   * to-space policy is then removed (holes were mapped as zero pages first). Rejects with a
+   * MoveError if a move fails; the policy then stays, so faults keep being served where they can.
+   */
+  readonly done: Promise<Compaction>;
+  /** Counters so far. */
+  progress(): { movedInBackground: number; faultsServed: number };
+}
+
+interface Plan {
+  page: number;
+  toOffset: number;
+  runs: { start: number; pages: number }[];
+  livePages: number;
+  forwarding: ForwardingRun[];
+  ops: BigUint64Array;
+  fromBase: bigint;
+  toBase: bigint;
+}
+
+function plan(from: Mapping, to: Mapping, live: readonly (number | LiveRange)[], opts: Partial<CompactOptions>): Plan {
   const page = native.pageSize();
   if (!from || typeof from.length !== 'number' || !to || typeof to.length !== 'number') throw invalidType('from and to must be Mappings');
   const toOffset = toLength(opts.toOffset ?? 0, 'option toOffset', true);
@@ -211,30 +216,149 @@ export function compact(uffd: Userfaultfd, from: Mapping, to: Mapping, live: rea
     ops[i * 3 + 2] = BigInt(r.pages * page);
     next += r.pages;
   });
-  const allowSrcHoles = optBool(opts, 'allowSrcHoles', true);
-  const report = movePageList(uffd, ops, { allowSrcHoles, retry: opts.retry, fallback: opts.fallback, scan: false });
+  return { page, toOffset, runs, livePages, forwarding, ops, fromBase, toBase };
+}
 
-  // One scan of the to-space's used part tells holes and whole-PMD moves: it was empty before.
-  let holes = 0;
-  let hugeMoves = 0;
-  if (livePages > 0) {
-    const start = toBase + BigInt(toOffset);
-    const end = start + BigInt(livePages * page);
-    const found = populatedRuns(start, livePages * page);
-    holes = holeBytes(found, start, end) / page;
-    const pmd = thpSize();
-    if (pmd && found.some((f) => (f.categories & HUGE) !== 0n)) hugeMoves = hugeBlocks(found, start, end, BigInt(pmd));
-  }
+/** Holes and whole-PMD moves in the used part of the to-space, which was empty before. */
+function countTo(p: Plan): { holes: number; hugeMoves: number } {
+  if (p.livePages === 0) return { holes: 0, hugeMoves: 0 };
+  const start = p.toBase + BigInt(p.toOffset);
+  const end = start + BigInt(p.livePages * p.page);
+  const found = populatedRuns(start, p.livePages * p.page);
+  const holes = holeBytes(found, start, end) / p.page;
+  const pmd = thpSize();
+  const hugeMoves = pmd && found.some((f) => (f.categories & HUGE) !== 0n) ? hugeBlocks(found, start, end, BigInt(pmd)) : 0;
+  return { holes, hugeMoves };
+}
+
+/**
+ * Lay the live pages of `from` out densely in `to`, in from-space order, and return the
+ * forwarding table. `to` must be registered with `uffd` (MISSING) and unmapped where the
+ * layout goes; both private anonymous memory with the same protection (or pass
+ * `fallback: 'copy'`, which the result's `report.atomic` then admits to). Open `uffd` with
+ * `features: ['MOVE']`, and keep the from-space out of forks (`madvise('DONTFORK')`): a page
+ * shared with a child process cannot be moved.
+ *
+ * Live pages are numbers (page indexes of the from-space) or `{ offset, length }` byte ranges;
+ * overlaps and duplicates are merged. Each run of contiguous live pages is one UFFDIO_MOVE, and
+ * the whole list goes to the kernel in one call into the addon.
+ *
+ * With `mode: 'concurrent'` it returns a {@link ConcurrentCompaction} at once instead: see
+ * {@link CompactOptions.mode}.
+ *
+ * @example
+ * ```ts
+ * uffd.register(toSpace, { missing: true });
+ * const { forwarding, pagesMoved } = compact(uffd, fromSpace, toSpace, [0, 5, 6, { offset: 65536, length: 8192 }]);
+ * forwarding.page(5); // 1: old page 5 now lives at to-space page 1
+ * ```
+ * @throws MoveError where a move stopped (its `index` is the run, `offset` the bytes into it).
+ */
+export function compact(uffd: Userfaultfd, from: Mapping, to: Mapping, live: readonly (number | LiveRange)[], options?: CompactOptions & { mode?: 'stop-the-world' }): Compaction;
+export function compact(uffd: Userfaultfd, from: Mapping, to: Mapping, live: readonly (number | LiveRange)[], options: CompactOptions & { mode: 'concurrent' }): ConcurrentCompaction;
+export function compact(uffd: Userfaultfd, from: Mapping, to: Mapping, live: readonly (number | LiveRange)[], options?: CompactOptions): Compaction | ConcurrentCompaction {
+  const opts = toOptions(options);
+  const mode = oneOf(opts.mode ?? 'stop-the-world', ['stop-the-world', 'concurrent'] as const, 'option mode');
+  const p = plan(from, to, live, opts);
+  if (mode === 'concurrent') return concurrent(uffd, p, opts);
+  const allowSrcHoles = optBool(opts, 'allowSrcHoles', true);
+  const report = movePageList(uffd, p.ops, { allowSrcHoles, retry: opts.retry, fallback: opts.fallback, scan: false });
+  const { holes, hugeMoves } = countTo(p);
   report.holes = holes;
   report.hugeMoves = hugeMoves;
   return {
-    forwarding: new ForwardingTable(forwarding, fromBase, toBase, page),
-    pagesMoved: livePages - holes,
+    forwarding: new ForwardingTable(p.forwarding, p.fromBase, p.toBase, p.page),
+    pagesMoved: p.livePages - holes,
     holes,
     faultsServed: 0,
     hugeMoves,
-    bytes: livePages * page,
-    moves: runs.length,
+    bytes: p.livePages * p.page,
+    moves: p.runs.length,
     report,
+  };
+}
+
+function concurrent(uffd: Userfaultfd, p: Plan, opts: Partial<CompactOptions>): ConcurrentCompaction {
+  if ((opts.fallback ?? 'none') !== 'none') {
+    throw invalidValue("compact: fallback 'copy' is not available in concurrent mode (the event thread moves pages on demand, and only by UFFDIO_MOVE)");
+  }
+  if (opts.allowSrcHoles === false) throw invalidValue('compact: concurrent mode maps live holes as zero pages; allowSrcHoles: false is not available');
+  const chunkPages = toLength(opts.chunkPages ?? 512, 'option chunkPages');
+  const page = BigInt(p.page);
+  // The table of the on-demand policy: to-space page i of the layout <- this from-space address.
+  // A live page that is a hole gets 0 (a zero page): moving a hole "succeeds" without mapping
+  // anything, and the faulting thread would fault again, forever.
+  const table = new BigUint64Array(p.livePages);
+  const background: bigint[] = [];
+  let holes = 0;
+  const layoutStart = p.toBase + BigInt(p.toOffset);
+  for (const r of p.forwarding) {
+    const src = p.fromBase + BigInt(r.from) * page;
+    const dst = p.toBase + BigInt(r.to) * page;
+    const len = r.pages * p.page;
+    let covered = 0;
+    for (const run of populatedRuns(src, len)) {
+      const a = run.start > src ? run.start : src;
+      const b = run.end < src + BigInt(len) ? run.end : src + BigInt(len);
+      if (b <= a) continue;
+      for (let at = a; at < b; at += page) table[Number((dst + (at - src) - layoutStart) / page)] = at;
+      // The background pass in chunks, so the event loop gets turns in between.
+      for (let at = a; at < b; at += BigInt(chunkPages) * page) {
+        const n = b - at < BigInt(chunkPages) * page ? b - at : BigInt(chunkPages) * page;
+        background.push(dst + (at - src), at, n);
+      }
+      covered += Number(b - a) / p.page;
+    }
+    holes += r.pages - covered;
+  }
+  const forwarding = new ForwardingTable(p.forwarding, p.fromBase, p.toBase, p.page);
+  let policy: PolicyHandle | undefined;
+  if (p.livePages > 0) policy = uffd.handle({ address: layoutStart, length: p.livePages * p.page }, { moveFrom: table }, { unit: p.page });
+  let movedInBackground = 0;
+  const report: MoveReport = { moved: 0, copied: 0, holes: undefined, hugeMoves: undefined, retries: 0, ioctls: 0, atomic: true };
+
+  const done = (async (): Promise<Compaction> => {
+    // The mutators go first: compact() has returned before any background move.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    for (let i = 0; i < background.length; i += 3) {
+      if (uffd.closed) throw Object.assign(new Error('the userfaultfd was closed during a concurrent compaction'), { code: 'ERR_UFFD_CLOSED' });
+      const chunk = new BigUint64Array(background.slice(i, i + 3));
+      const r = moveSkippingMapped(uffd, chunk, { retry: opts.retry });
+      report.moved += r.report.moved - r.skipped * p.page;
+      report.ioctls += r.report.ioctls;
+      report.retries += r.report.retries;
+      movedInBackground += Number(chunk[2]) / p.page - r.skipped;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    // Live holes become zero pages (EEXIST: a fault got there first), so that nothing in the
+    // layout depends on the policy once it is removed.
+    for (let i = 0; i < table.length; i++) {
+      if (table[i] !== 0n) continue;
+      try {
+        uffd.zeropage(layoutStart + BigInt(i) * page, p.page);
+      } catch (err) {
+        if (!(err instanceof UffdError) || err.code !== 'EEXIST') throw err;
+      }
+    }
+    const faultsServed = policy?.stats().faults ?? 0;
+    policy?.remove();
+    const { hugeMoves } = countTo(p);
+    report.holes = holes;
+    report.hugeMoves = hugeMoves;
+    return {
+      forwarding,
+      pagesMoved: p.livePages - holes,
+      holes,
+      faultsServed,
+      hugeMoves,
+      bytes: p.livePages * p.page,
+      moves: background.length / 3,
+      report,
+    };
+  })();
+  return {
+    forwarding,
+    done,
+    progress: () => ({ movedInBackground, faultsServed: policy?.stats().faults ?? 0 }),
   };
 }

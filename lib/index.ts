@@ -30,4 +30,4 @@ export type { SharedUffd, ServeOptions } from './worker';
 export { movePages, movePageList, MoveError } from './move';
 export type { MovePagesOptions, MoveReport, MoveSpec, RetryOptions } from './move';
 export { compact, ForwardingTable } from './compactor';
-export type { CompactOptions, Compaction, ForwardingRun, LiveRange } from './compactor';
+export type { CompactOptions, Compaction, ConcurrentCompaction, ForwardingRun, LiveRange } from './compactor';

@@ -446,3 +446,53 @@ export function movePageList(uffd: Userfaultfd, moves: readonly MoveSpec[] | Big
   }
   return report;
 }
+
+const EEXIST = 17;
+
+/**
+ * The background pass of a concurrent compaction: like movePageList, but a destination page that
+ * is already mapped (a fault on it was served by moving it on demand, racing this pass) is
+ * skipped instead of failing, and counted in `skipped` (pages). Source holes are allowed: they
+ * stay holes. Any other error throws MoveError.
+ * @internal
+ */
+export function moveSkippingMapped(uffd: Userfaultfd, ops: BigUint64Array, options?: Pick<MovePagesOptions, 'retry' | 'wake'>): { report: MoveReport; skipped: number } {
+  const s = { ...settings({ ...options, allowSrcHoles: true }, false) };
+  const fd = liveFd(uffd);
+  const count = ops.length / 3;
+  const report = newReport();
+  let skipped = 0;
+  let index = 0;
+  let done = 0;
+  let retries = 0;
+  while (index < count) {
+    state[0] = index;
+    state[1] = done;
+    native.moveBatch(fd, ops, count, s.mode, state);
+    const stoppedAt = state[0];
+    for (let i = index; i < stoppedAt; i++) report.moved += Number(ops[i * 3 + 2]) - (i === index ? done : 0);
+    report.moved += stoppedAt === index ? state[1] - done : state[1];
+    report.ioctls += state[3];
+    index = stoppedAt;
+    done = state[1];
+    const errno = state[2];
+    if (errno === 0) break;
+    if (errno === EEXIST) {
+      skipped++;
+      done += PAGE_SIZE;
+      if (done >= Number(ops[index * 3 + 2])) {
+        index++;
+        done = 0;
+      }
+      continue;
+    }
+    if (errno === EAGAIN && retries < s.attempts) {
+      sleep(Math.min(s.delayMs * 2 ** retries, s.maxDelayMs));
+      retries++;
+      report.retries++;
+      continue;
+    }
+    throw stopped(errno, ops, index, done, report);
+  }
+  return { report, skipped };
+}

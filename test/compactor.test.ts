@@ -115,13 +115,6 @@ describe('compact (stop-the-world)', function () {
     expect(pageHolds(from.bytes(), 0, 0), 'nothing moved').to.equal(true);
   });
 
-  it('concurrent mode is refused until the event engine lands', function () {
-    const { from, to } = spaces(2, 2);
-    expect(() => compact(uffd, from, to, [0], { mode: 'concurrent' }))
-      .to.throw()
-      .with.property('code', 'ERR_UFFD_CONCURRENT_UNAVAILABLE');
-  });
-
   it('a shmem from-space compacts with fallback: copy, and says it was not atomic', function () {
     const from = map(Mapping.memfd(8 * PAGE, { name: 'compact-shmem' }));
     for (let i = 0; i < 8; i++) fillPage(from.bytes(), i, i);

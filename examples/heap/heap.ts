@@ -2,13 +2,13 @@
  * A toy object heap for GC experiments: objects bump-allocated in a Mapping, a mark phase in JS,
  * and a copying collection whose copy is done by the kernel: compact() moves every page that
  * holds a live object into a registered to-space with UFFDIO_MOVE, then pointers are fixed from
- * the forwarding table. Page granularity: an object never crosses a page, so moving its page
+ * the forwarding table; stop-the-world, or concurrently with pages moved in on first touch. Page granularity: an object never crosses a page, so moving its page
  * moves it whole, and the dead objects sharing a live page ride along (the price of not copying).
  *
  * Object layout (little-endian): u32 id, u32 size (header + refs + payload), u32 nrefs, u32 spare,
  * then nrefs u32 heap offsets (NULL_REF for none), then the payload.
  */
-import { compact, Mapping, pageSize, type Compaction, type Userfaultfd } from '../../lib/index';
+import { compact, Mapping, pageSize, type Compaction, type ForwardingTable, type Userfaultfd } from '../../lib/index';
 
 export const NULL_REF = 0xffffffff;
 const HEADER = 16;
@@ -94,24 +94,59 @@ export class ToyHeap {
   }
 
   /**
-   * Collect: mark, move every page holding a live object into a fresh to-space (registered on
-   * `uffd` for the move, unregistered after so allocation can go on there), fix every reference
-   * and root from the forwarding table, and make the to-space the heap.
+   * Collect, stop-the-world: mark, move every page holding a live object into a fresh to-space
+   * (registered on `uffd` for the move, unregistered after so allocation can go on there), fix
+   * every reference and root from the forwarding table, and make the to-space the heap.
    */
   collect(uffd: Userfaultfd): { live: number; compaction: Compaction } {
     const live = this.mark();
-    const pages = [...new Set([...live].map((o) => Math.floor(o / this.page)))];
-    const to = Mapping.anonymous(this.space.length, { hugepage: false });
-    to.madvise('DONTFORK');
-    uffd.register(to, { missing: true });
+    const to = this.#toSpace(uffd);
     let compaction: Compaction;
     try {
-      compaction = compact(uffd, this.space, to, pages);
+      compaction = compact(uffd, this.space, to, this.#livePages(live));
     } finally {
       // Allocation continues in the to-space: its unused pages must fault normally again.
       uffd.unregister(to);
     }
-    const f = compaction.forwarding;
+    this.#fixUp(live, to, compaction.forwarding);
+    this.space.unmap();
+    this.#adopt(to, compaction.bytes);
+    return { live: live.size, compaction };
+  }
+
+  /**
+   * Collect, concurrently (the ART pattern): the forwarding table is known at once, so pointers
+   * are fixed right away, in the to-space, while most pages have not moved yet: each first touch
+   * of a to-space page faults, and the event thread moves that page in on demand. A background
+   * pass moves the rest between turns of the event loop. Resolves when every page has moved.
+   */
+  async collectConcurrent(uffd: Userfaultfd): Promise<{ live: number; compaction: Compaction }> {
+    const live = this.mark();
+    const to = this.#toSpace(uffd);
+    const from = this.space;
+    const c = compact(uffd, from, to, this.#livePages(live), { mode: 'concurrent', chunkPages: 8 });
+    // The mutator switches to the to-space now: fix-up touches it, faults move pages on demand.
+    this.#fixUp(live, to, c.forwarding);
+    this.#adopt(to, c.forwarding.size * this.page);
+    const compaction = await c.done;
+    uffd.unregister(to);
+    from.unmap();
+    return { live: live.size, compaction };
+  }
+
+  #toSpace(uffd: Userfaultfd): Mapping {
+    const to = Mapping.anonymous(this.space.length, { hugepage: false });
+    to.madvise('DONTFORK');
+    uffd.register(to, { missing: true });
+    return to;
+  }
+
+  #livePages(live: Set<number>): number[] {
+    return [...new Set([...live].map((o) => Math.floor(o / this.page)))];
+  }
+
+  /** Rewrites every reference of every live object, and the roots, to the new offsets. */
+  #fixUp(live: Set<number>, to: Mapping, f: ForwardingTable): void {
     const forward = (offset: number): number => {
       const moved = f.offset(offset);
       if (moved === undefined) throw new Error(`reference to a dead object at ${offset}`);
@@ -128,11 +163,12 @@ export class ToyHeap {
       }
     }
     this.roots = this.roots.map((r) => (r === NULL_REF ? r : forward(r)));
-    this.space.unmap();
+  }
+
+  #adopt(to: Mapping, top: number): void {
     this.space = to;
-    this.#view = view;
-    this.#top = compaction.bytes;
-    return { live: live.size, compaction };
+    this.#view = new DataView(to.buffer);
+    this.#top = top;
   }
 
   /** Checks every byte of the object at `offset`: header, and the payload its id determines. */

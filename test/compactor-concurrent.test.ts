@@ -1,0 +1,91 @@
+/**
+ * Concurrent compaction (the ART pattern): compact() returns the forwarding table at once; a
+ * fault on a to-space page not moved yet is resolved in the event thread by moving its
+ * from-space page on demand, while a background pass moves the rest.
+ */
+import { expect } from 'chai';
+import { compact, Mapping, testing, Userfaultfd } from '../lib/index';
+import { skipIf, unavailable } from './helpers/memtypes';
+import { fillPage, openMoveUffd, PAGE, pageHolds } from './helpers/move';
+
+describe('compact (concurrent)', function () {
+  let uffd: Userfaultfd;
+  const maps: Mapping[] = [];
+  const map = (m: Mapping): Mapping => {
+    maps.push(m);
+    return m;
+  };
+
+  before(function () {
+    skipIf(this, unavailable(undefined, 'MOVE'));
+  });
+  beforeEach(function () {
+    uffd = openMoveUffd();
+  });
+  afterEach(function () {
+    uffd?.close();
+    for (const m of maps.splice(0)) m.unmap();
+  });
+
+  function spaces(fromPages: number, toPages: number): { from: Mapping; to: Mapping } {
+    const from = map(Mapping.anonymous(fromPages * PAGE));
+    from.madvise('DONTFORK');
+    for (let i = 0; i < fromPages; i++) fillPage(from.bytes(), i, i);
+    const to = map(Mapping.anonymous(toPages * PAGE));
+    uffd.register(to, { missing: true });
+    return { from, to };
+  }
+
+  it('mutators use the to-space at once: faults are served by on-demand moves, the rest moves in the background', async function () {
+    const { from, to } = spaces(512, 512);
+    const live: number[] = [];
+    for (let i = 0; i < 512; i++) if (i % 3 !== 1) live.push(i);
+    const c = compact(uffd, from, to, live, { mode: 'concurrent', chunkPages: 16 });
+    const last = live.length - 1;
+    expect(c.forwarding.page(live[last])).to.equal(last);
+    // The JS thread reads a page the background pass has not reached: the event thread moves it.
+    expect(pageHolds(to.bytes({ offset: last * PAGE, length: PAGE }), 0, live[last])).to.equal(true);
+    expect(c.progress().faultsServed).to.be.at.least(1);
+    // Native threads read every page of the layout while the pass runs.
+    const touching = testing.touch({ address: to.address, length: live.length * PAGE }, { threads: 2, order: 'random' });
+    const result = await c.done;
+    const sums = await touching;
+    expect(result).to.include({ pagesMoved: live.length, holes: 0, bytes: live.length * PAGE });
+    expect(result.faultsServed).to.be.at.least(1);
+    expect(result.report.atomic).to.equal(true);
+    expect(result.faultsServed + c.progress().movedInBackground).to.be.at.least(live.length);
+    // Each page's first word is its old index + 1: the threads saw every page's own data.
+    const expectedSum = live.reduce((n, old) => n + BigInt(old + 1), 0n);
+    expect(sums.reduce((n, r) => n + r.sum, 0n)).to.equal(expectedSum);
+    for (const [old, now] of result.forwarding.entries()) {
+      expect(pageHolds(to.bytes(), now, old), `old ${old} -> new ${now}`).to.equal(true);
+      expect(from.bytes({ offset: old * PAGE, length: PAGE }).every((b) => b === 0), `old ${old} emptied`).to.equal(true);
+    }
+  });
+
+  it('live holes become zero pages; the dead pages stay', async function () {
+    const from = map(Mapping.anonymous(8 * PAGE));
+    fillPage(from.bytes(), 1, 1);
+    fillPage(from.bytes(), 3, 3);
+    fillPage(from.bytes(), 5, 5);
+    const to = map(Mapping.anonymous(8 * PAGE));
+    uffd.register(to);
+    const c = compact(uffd, from, to, [{ offset: PAGE, length: 4 * PAGE }], { mode: 'concurrent' });
+    const result = await c.done;
+    expect(result).to.include({ pagesMoved: 2, holes: 2 });
+    expect(pageHolds(to.bytes(), 0, 1)).to.equal(true);
+    expect(to.bytes({ offset: PAGE, length: PAGE }).every((b) => b === 0)).to.equal(true);
+    expect(pageHolds(to.bytes(), 2, 3)).to.equal(true);
+    expect(pageHolds(from.bytes(), 5, 5)).to.equal(true);
+  });
+
+  it('an empty live set settles at once; copy fallback and allowSrcHoles: false are refused', async function () {
+    const { from, to } = spaces(4, 4);
+    const c = compact(uffd, from, to, [], { mode: 'concurrent' });
+    expect((await c.done).pagesMoved).to.equal(0);
+    expect(() => compact(uffd, from, to, [0], { mode: 'concurrent', fallback: 'copy' })).to.throw(TypeError, /concurrent/);
+    expect(() => compact(uffd, from, to, [0], { mode: 'concurrent', allowSrcHoles: false })).to.throw(TypeError);
+    expect(() => compact(uffd, from, to, [0], { mode: 'concurrent', chunkPages: 0 })).to.throw(RangeError);
+    expect(pageHolds(from.bytes(), 0, 0), 'nothing moved').to.equal(true);
+  });
+});
