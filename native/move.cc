@@ -17,7 +17,7 @@
 #include "addon.h"
 #include "args.h"
 #include "errors.h"
-#include "uapi.h"
+#include "resolve.h"
 
 namespace {
 
@@ -74,27 +74,17 @@ Napi::Value MoveBatch(const Napi::CallbackInfo& info) {
   uint64_t ioctls = 0;
   while (index < count) {
     const uint64_t* o = op + index * kOpWords;
-    struct uffdio_move arg = {};
-    arg.dst = o[0] + done;
-    arg.src = o[1] + done;
-    arg.len = o[2] - done;
-    arg.mode = mode;
-    arg.move = 0;  // preset: some kernels leave it unset on the mmap_changing EAGAIN
     ioctls++;
-    if (ioctl(fd, UFFDIO_MOVE, &arg) == 0) {
+    IoctlResult r = UffdMove(fd, o[0] + done, o[1] + done, o[2] - done, mode);
+    done += static_cast<uint64_t>(r.bytes);
+    if (r.err == 0 || done >= o[2]) {
       index++;
       done = 0;
       continue;
     }
-    err = errno;
-    // Read signed: > 0 is progress, <= 0 means nothing moved in this call.
-    if (arg.move > 0) done += static_cast<uint64_t>(arg.move);
-    if (err == EAGAIN && arg.move > 0) {
+    err = r.err;
+    if (err == EAGAIN && r.bytes > 0) {
       // Partial progress: the kernel stopped for a reason it reports on the next call.
-      if (done >= o[2]) {
-        index++;
-        done = 0;
-      }
       err = 0;
       continue;
     }
