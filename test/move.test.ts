@@ -8,7 +8,8 @@ import { Mapping, MoveError, movePages, testing, UffdError, Userfaultfd } from '
 import { isPresent } from './helpers/pagemap';
 import { skipIf, unavailable } from './helpers/memtypes';
 import { allHuge, area, fillPage, openMoveUffd, PAGE, pageHolds, sleep, thpUnavailable, type Area } from './helpers/move';
-import { thpSize } from '../lib/sysinfo';
+import { hugePageSize, thpSize } from '../lib/sysinfo';
+import { hugetlbUnavailable } from './helpers/hugetlb';
 
 describe('movePages', function () {
   let uffd: Userfaultfd;
@@ -243,6 +244,19 @@ describe('movePages', function () {
       uffd.register(dst);
       expect(catchMove(() => movePages(uffd, dst.address, src.address, 4 * PAGE)).code).to.equal('EINVAL');
       uffd.zeropage(dst.address, 4 * PAGE);
+    });
+
+    it('EINVAL: a hugetlb source; the copy fallback moves it', function () {
+      skipIf(this, hugetlbUnavailable(1));
+      const huge = hugePageSize();
+      const src = track(Mapping.hugetlb(huge));
+      src.bytes().fill(0x33);
+      const dst = track(area(huge));
+      uffd.register({ address: dst.address, length: dst.length });
+      expect(catchMove(() => movePages(uffd, dst.address, src.address, huge)).code).to.equal('EINVAL');
+      const report = movePages(uffd, dst.address, src.address, huge, { fallback: 'copy' });
+      expect(report).to.include({ moved: huge, copied: huge, atomic: false, fallbackReason: 'EINVAL' });
+      expect(dst.bytes().every((b) => b === 0x33)).to.equal(true);
     });
 
     it('EINVAL: unequal protections on the two sides', function () {
