@@ -85,7 +85,7 @@ export interface Binding {
    * UFFDIO_MOVE over `count` [dst, src, length] triples of `ops` (native/move.cc). `state` is in
    * [op index, bytes of it done] and out [op index, bytes done, errno, ioctls issued].
    */
-  moveBatch(fd: number, ops: BigUint64Array, count: number, mode: bigint, state: Float64Array): void;
+  moveBatch(uffd: NativeUffd, ops: BigUint64Array, count: number, mode: bigint, state: Float64Array): void;
   /** madvise(2) MADV_DONTNEED or MADV_REMOVE on any page-aligned range. */
   madviseRange(address: RawAddress, length: number, advice: number): void;
   testing: {

@@ -9,12 +9,12 @@
  * moves in one call into the addon, which is what a compactor needs.
  * @module
  */
-import { native } from './binding';
+import { native, type NativeUffd } from './binding';
 import { FEATURES, MADVISE, MODE } from './constants';
 import { invalidType, outOfRange, UffdError, UnsupportedError } from './errors';
 import { holeBytes, hugeBlocks, populatedRuns } from './move-scan';
 import { thpSize } from './sysinfo';
-import { availableFeatureBits, type Userfaultfd } from './userfaultfd';
+import { availableFeatureBits, Userfaultfd } from './userfaultfd';
 import { checkAligned, oneOf, optBool, toAddress, toLength, toOptions, type Address } from './validate';
 
 /** How to retry the EAGAIN that means "the address space is changing" (nothing was moved). */
@@ -161,16 +161,16 @@ function settings(options: MovePagesOptions | undefined, scanDefault: boolean): 
   return { mode, wake, allowSrcHoles, attempts, delayMs, maxDelayMs, fallback, scan: optBool(opts, 'scan', scanDefault) };
 }
 
+let moveAvailable: boolean | undefined;
 function hasMove(): boolean {
-  return (availableFeatureBits() & (1n << BigInt(FEATURES.MOVE.bit))) !== 0n;
+  moveAvailable ??= (availableFeatureBits() & (1n << BigInt(FEATURES.MOVE.bit))) !== 0n;
+  return moveAvailable;
 }
 
-function liveFd(uffd: Userfaultfd): number {
-  if (typeof uffd !== 'object' || uffd === null) throw invalidType('uffd must be a Userfaultfd');
-  const fd: unknown = uffd.fd;
-  if (typeof fd !== 'number') throw invalidType('uffd must be a Userfaultfd');
-  if (fd < 0) throw Object.assign(new Error('this userfaultfd is closed'), { code: 'ERR_UFFD_CLOSED' });
-  return fd;
+/** The native handle; the addon checks it is one and that it is open (ERR_UFFD_CLOSED). */
+function handleOf(uffd: Userfaultfd): NativeUffd {
+  if (!(uffd instanceof Userfaultfd)) throw invalidType('uffd must be a Userfaultfd');
+  return uffd.native;
 }
 
 function newReport(): MoveReport {
@@ -189,7 +189,7 @@ function sleep(ms: number): void {
  * each op completed through the report; throws MoveError where it stopped.
  */
 function runOps(uffd: Userfaultfd, ops: BigUint64Array, count: number, s: Settings, report: MoveReport): void {
-  const fd = liveFd(uffd);
+  const fd = handleOf(uffd);
   let index = 0;
   let done = 0;
   let retries = 0;
@@ -458,7 +458,7 @@ const EEXIST = 17;
  */
 export function moveSkippingMapped(uffd: Userfaultfd, ops: BigUint64Array, options?: Pick<MovePagesOptions, 'retry' | 'wake'>): { report: MoveReport; skipped: number } {
   const s = { ...settings({ ...options, allowSrcHoles: true }, false) };
-  const fd = liveFd(uffd);
+  const fd = handleOf(uffd);
   const count = ops.length / 3;
   const report = newReport();
   let skipped = 0;

@@ -18,6 +18,7 @@
 #include "args.h"
 #include "errors.h"
 #include "resolve.h"
+#include "uffd.h"
 
 namespace {
 
@@ -27,10 +28,28 @@ constexpr size_t kOpWords = 3;  // dst, src, len
 // [2] errno that stopped it (0 when done), [3] ioctls issued.
 constexpr size_t kStateWords = 4;
 
-// moveBatch(fd, ops: BigUint64Array, count, mode: bigint, state: Float64Array) -> undefined
+// The descriptor of a live UffdHandle. Taking the handle rather than its fd number costs one
+// instanceof here instead of a second call from JS (the fd getter), and a closed or foreign
+// object can never lend us a number the process has since reused for another file.
+int HandleFd(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Env env = info.Env();
+  Napi::Value v = info[i];
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(GetAddonData(env).uffd_ctor.Value())) {
+    ThrowTypeError(env, "uffd must be a Userfaultfd handle");
+  }
+  int fd = UffdHandle::Unwrap(v.As<Napi::Object>())->fd();
+  if (fd < 0) {
+    Napi::Error error = Napi::Error::New(env, "this userfaultfd is closed");
+    error.Set("code", Napi::String::New(env, "ERR_UFFD_CLOSED"));
+    throw error;
+  }
+  return fd;
+}
+
+// moveBatch(uffd: UffdHandle, ops: BigUint64Array, count, mode: bigint, state: Float64Array)
 Napi::Value MoveBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = ArgFd(info, 0, "fd");
+  int fd = HandleFd(info, 0);
   if (!info[1].IsTypedArray() ||
       info[1].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array) {
     ThrowTypeError(env, "ops must be a BigUint64Array of [dst, src, length] triples");
