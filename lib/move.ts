@@ -39,7 +39,8 @@ export interface MovePagesOptions {
   retry?: RetryOptions | false;
   /**
    * `'copy'`: where MOVE cannot work (the kernel lacks it, EBUSY on a shared page, EINVAL on
-   * shmem or other unmovable memory) do UFFDIO_COPY then MADV_DONTNEED of the source instead.
+   * shmem or other unmovable memory) do UFFDIO_COPY then MADV_DONTNEED of the source instead:
+   * page by page for EBUSY (MOVE resumes after each), the rest of the range for EINVAL.
    * That is not atomic: a write to a source page between its copy and its discard is lost. The
    * report then says `atomic: false`. Default `'none'`: never fall back.
    */
@@ -81,14 +82,16 @@ export class MoveError extends UffdError {
   override name = 'MoveError';
   /** Bytes from the start of the (failing) move where it stopped. */
   readonly offset: number;
-  /** The destination and source addresses where it stopped. */
+  /** The destination address where it stopped. */
   readonly dst: bigint;
+  /** The source address where it stopped. */
   readonly src: bigint;
   /** For movePageList: the index of the entry that failed. */
   readonly index: number;
   /** What was done before the failure. */
   readonly report: MoveReport;
 
+  /** @internal `errno` positive, as the kernel returns it. */
   constructor(errno: number, ioctl: string, at: { index: number; offset: number; dst: bigint; src: bigint }, report: MoveReport) {
     super({ errno: -errno, syscall: 'ioctl', ioctl, bytes: report.moved });
     this.offset = at.offset;
@@ -195,7 +198,7 @@ function runOps(uffd: Userfaultfd, ops: BigUint64Array, count: number, s: Settin
   let retries = 0;
   if (!hasMove()) {
     if (!s.fallback) throw new UnsupportedError('UFFDIO_MOVE', FEATURES.MOVE.since, 'the kernel does not report MOVE; pass { fallback: "copy" } to copy instead');
-    for (let i = 0; i < count; i++) copyFallback(uffd, ops, i, 0, s, report, 'ERR_UFFD_UNSUPPORTED');
+    for (let i = 0; i < count; i++) copyFallback(uffd, ops, i, 0, Number(ops[i * 3 + 2]), s, report, 'ERR_UFFD_UNSUPPORTED');
     return;
   }
   while (index < count) {
@@ -221,9 +224,17 @@ function runOps(uffd: Userfaultfd, ops: BigUint64Array, count: number, s: Settin
     }
     const code = ERRNO[errno];
     if (s.fallback && code !== undefined && FALLBACK_ERRORS.has(code)) {
-      copyFallback(uffd, ops, index, done, s, report, code);
-      index++;
-      done = 0;
+      // EBUSY is about one page (shared, pinned): copy that page and go back to moving, so that
+      // as few pages as possible lose atomicity. EINVAL is about the whole mapping (shmem,
+      // protections): the rest of this entry cannot move.
+      const length = Number(ops[index * 3 + 2]);
+      const end = code === 'EBUSY' ? done + PAGE_SIZE : length;
+      copyFallback(uffd, ops, index, done, end, s, report, code);
+      done = end;
+      if (done >= length) {
+        index++;
+        done = 0;
+      }
       continue;
     }
     throw stopped(errno, ops, index, done, report);
@@ -236,21 +247,20 @@ function stopped(errno: number, ops: BigUint64Array, index: number, offset: numb
 }
 
 /**
- * The rest of op `index` from `offset` by UFFDIO_COPY + MADV_DONTNEED, one populated run (at most
+ * Bytes [offset, limit) of op `index` by UFFDIO_COPY + MADV_DONTNEED, one populated run (at most
  * 2 MiB) at a time so that each source page is discarded right after its copy: the window in
  * which a write to the source is lost stays one chunk wide. Holes are skipped like MOVE skips
  * them (or refused with ENOENT), so the copy never reads an unmapped source page (which, if the
  * source is registered, would put this thread to sleep in a fault).
  */
-function copyFallback(uffd: Userfaultfd, ops: BigUint64Array, index: number, offset: number, s: Settings, report: MoveReport, reason: string): void {
+function copyFallback(uffd: Userfaultfd, ops: BigUint64Array, index: number, offset: number, limit: number, s: Settings, report: MoveReport, reason: string): void {
   report.atomic = false;
   report.fallbackReason ??= reason;
   const dst = ops[index * 3];
   const src = ops[index * 3 + 1];
-  const length = Number(ops[index * 3 + 2]);
   const start = src + BigInt(offset);
-  const end = src + BigInt(length);
-  const runs = populatedRuns(start, length - offset);
+  const end = src + BigInt(limit);
+  const runs = populatedRuns(start, limit - offset);
   const chunk = 2 * 1024 * 1024;
   const mode = s.wake ? 0n : MODE.COPY_DONTWAKE;
   let at = start;

@@ -74,6 +74,22 @@ describe('movePages fallback: copy', function () {
     for (let i = 0; i < 8; i++) expect(pageHolds(dst.bytes(), i, i), `page ${i}`).to.equal(true);
   });
 
+  it('only the EBUSY pages are copied: MOVE resumes right after each one', function () {
+    const src = track(area(8 * PAGE));
+    for (let i = 0; i < 8; i++) fillPage(src.bytes(), i, i);
+    const dst = dstArea(8);
+    const pid = testing.forkHold(10000);
+    try {
+      // Writing takes a page back as this process's own; pages 2 and 3 stay shared.
+      for (const i of [0, 1, 4, 5, 6, 7]) fillPage(src.bytes(), i, i);
+      const report = movePages(uffd, dst.address, src.address, 8 * PAGE, { fallback: 'copy' });
+      expect(report).to.include({ moved: 8 * PAGE, copied: 2 * PAGE, atomic: false, fallbackReason: 'EBUSY' });
+    } finally {
+      testing.reapChild(pid);
+    }
+    for (let i = 0; i < 8; i++) expect(pageHolds(dst.bytes(), i, i), `page ${i}`).to.equal(true);
+  });
+
   it('holes: skipped with allowSrcHoles (destination stays unmapped), ENOENT at the hole without', function () {
     const src = track(Mapping.memfd(4 * PAGE, { name: 'fallback-holes', shared: false }));
     // A private file mapping never written reads the file (zeros) but has no page: a hole.
