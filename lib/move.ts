@@ -461,8 +461,8 @@ const EEXIST = 17;
 
 /**
  * The background pass of a concurrent compaction: like movePageList, but a destination page that
- * is already mapped (a fault on it was served by moving it on demand, racing this pass) is
- * skipped instead of failing, and counted in `skipped` (pages). Source holes are allowed: they
+ * is already mapped because a fault on it was served by moving it on demand (its source is now a
+ * hole) is skipped instead of failing, and counted in `skipped` (pages). Source holes are allowed: they
  * stay holes. Any other error throws MoveError.
  * @internal
  */
@@ -488,6 +488,10 @@ export function moveSkippingMapped(uffd: Userfaultfd, ops: BigUint64Array, optio
     const errno = state[2];
     if (errno === 0) break;
     if (errno === EEXIST) {
+      // A page moved on demand leaves a hole at its source. A mapped destination whose source
+      // still holds a page is not that: it is a conflict, and skipping it would lose the page.
+      const src = ops[index * 3 + 1] + BigInt(done);
+      if (populatedRuns(src, PAGE_SIZE).length > 0) throw stopped(errno, ops, index, done, report);
       skipped++;
       done += PAGE_SIZE;
       if (done >= Number(ops[index * 3 + 2])) {

@@ -79,6 +79,23 @@ describe('compact (concurrent)', function () {
     expect(pageHolds(from.bytes(), 5, 5)).to.equal(true);
   });
 
+  it('a to-space page mapped by someone else is a conflict, not a page moved on demand: done rejects', async function () {
+    const { from, to } = spaces(4, 4);
+    uffd.zeropage(to.address + BigInt(2 * PAGE), PAGE);
+    const c = compact(uffd, from, to, [0, 1, 2, 3], { mode: 'concurrent' });
+    let err: unknown;
+    try {
+      await c.done;
+    } catch (e) {
+      err = e;
+    }
+    expect(err).to.have.property('code', 'EEXIST');
+    expect(err).to.have.property('offset', 2 * PAGE);
+    // The page that could not go stays in the from-space: nothing lost.
+    expect(pageHolds(from.bytes(), 2, 2)).to.equal(true);
+    expect(pageHolds(to.bytes(), 3, 3), 'moved on demand through the policy that stays').to.equal(true);
+  });
+
   it('an empty live set settles at once; copy fallback and allowSrcHoles: false are refused', async function () {
     const { from, to } = spaces(4, 4);
     const c = compact(uffd, from, to, [], { mode: 'concurrent' });
