@@ -38,15 +38,19 @@ export interface CompactOptions extends Pick<MovePagesOptions, 'retry' | 'fallba
   toOffset?: number;
   /**
    * A live page that was never touched (a hole in the from-space) is skipped and stays a hole
-   * in the to-space (default true); false makes it an ENOENT MoveError.
+   * in the to-space (default true; in concurrent mode it becomes a zero page); false makes it
+   * an ENOENT MoveError (stop-the-world only).
    */
   allowSrcHoles?: boolean;
 }
 
 /** One run of the forwarding table: `pages` pages from old page `from` went to new page `to`. */
 export interface ForwardingRun {
+  /** The first old page (from-space page index). */
   from: number;
+  /** Where it went (to-space page index). */
   to: number;
+  /** Pages in the run. */
   pages: number;
 }
 
@@ -126,8 +130,9 @@ export interface Compaction {
   hugeMoves: number;
   /** Bytes of the to-space the live pages occupy, from `toOffset`. */
   bytes: number;
-  /** Moves issued (one per run of contiguous live pages) and the report of movePageList. */
+  /** Moves issued: one per run of contiguous live pages (concurrent mode: per chunk of the background pass). */
   moves: number;
+  /** The moves' own report (bytes, ioctls, retries, atomic). */
   report: MoveReport;
 }
 
