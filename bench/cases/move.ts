@@ -88,7 +88,8 @@ async function moveCase(what: string, unit: number, huge: boolean, batched: bool
       if (batched) {
         movePageList(uffd, lists[from]);
       } else {
-        const opts = { scan };
+        // No options object on the default path: that is how a fault handler would call it.
+        const opts = scan ? undefined : { scan };
         for (let i = 0; i < src.length; i++) hugeMoves += movePages(uffd, dst[i], src[i], unit, opts).hugeMoves ?? 0;
       }
       const elapsed = ms(t);
@@ -130,6 +131,10 @@ async function memcpyCase(): Promise<{ ours: number; c: number }> {
   // Two mappings: TypedArray.set between views of one ArrayBuffer takes V8's overlap-safe path.
   using ma = Mapping.anonymous(SIZE);
   using mb = Mapping.anonymous(SIZE);
+  // Spawning the C sample forks this process: without DONTFORK each page would be copy-on-write
+  // for a moment, and the next pass would take a write fault on every page.
+  ma.madvise('DONTFORK');
+  mb.madvise('DONTFORK');
   const a = ma.bytes();
   const b = mb.bytes();
   a.fill(0x5a);
