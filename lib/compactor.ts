@@ -29,7 +29,9 @@ export interface CompactOptions extends Pick<MovePagesOptions, 'retry' | 'fallba
    * from-space page on demand in the event thread (a native `moveFrom` policy, no JS involved),
    * while a background pass moves the rest between turns of the event loop (the ART pattern).
    * Any thread, the JS thread included, may use the to-space meanwhile; none may touch the
-   * live pages of the from-space.
+   * live pages of the from-space. A page the event thread cannot move (EBUSY after a fork) is
+   * an 'error' event on the uffd and its faulting thread keeps waiting: keep the from-space
+   * DONTFORK from the start.
    */
   mode?: 'stop-the-world' | 'concurrent';
   /** Concurrent mode: pages the background pass moves between yields to the event loop (default 512). */
