@@ -267,7 +267,7 @@ export function compact(uffd: Userfaultfd, from: Mapping, to: Mapping, live: rea
   const opts = toOptions(options);
   const mode = oneOf(opts.mode ?? 'stop-the-world', ['stop-the-world', 'concurrent'] as const, 'option mode');
   const p = plan(from, to, live, opts);
-  if (mode === 'concurrent') return concurrent(uffd, p, opts);
+  if (mode === 'concurrent') return concurrent(uffd, from, to, p, opts);
   const allowSrcHoles = optBool(opts, 'allowSrcHoles', true);
   const report = movePageList(uffd, p.ops, { allowSrcHoles, retry: opts.retry, fallback: opts.fallback, scan: false });
   const { holes, hugeMoves } = countTo(p);
@@ -285,7 +285,7 @@ export function compact(uffd: Userfaultfd, from: Mapping, to: Mapping, live: rea
   };
 }
 
-function concurrent(uffd: Userfaultfd, p: Plan, opts: Partial<CompactOptions>): ConcurrentCompaction {
+function concurrent(uffd: Userfaultfd, from: Mapping, to: Mapping, p: Plan, opts: Partial<CompactOptions>): ConcurrentCompaction {
   if ((opts.fallback ?? 'none') !== 'none') {
     throw invalidValue("compact: fallback 'copy' is not available in concurrent mode (the event thread moves pages on demand, and only by UFFDIO_MOVE)");
   }
@@ -328,6 +328,9 @@ function concurrent(uffd: Userfaultfd, p: Plan, opts: Partial<CompactOptions>): 
     // The mutators go first: compact() has returned before any background move.
     await new Promise<void>((resolve) => setImmediate(resolve));
     for (let i = 0; i < background.length; i += 3) {
+      // Referencing both mappings here also keeps them alive until the pass ends: a caller that
+      // drops them must not have them unmapped by the GC under the event thread's moves.
+      if (!from.mapped || !to.mapped) throw Object.assign(new Error('a space was unmapped during a concurrent compaction'), { code: 'ERR_UFFD_UNMAPPED' });
       if (uffd.closed) throw Object.assign(new Error('the userfaultfd was closed during a concurrent compaction'), { code: 'ERR_UFFD_CLOSED' });
       const chunk = new BigUint64Array(background.slice(i, i + 3));
       const r = moveSkippingMapped(uffd, chunk, { retry: opts.retry });
@@ -349,6 +352,7 @@ function concurrent(uffd: Userfaultfd, p: Plan, opts: Partial<CompactOptions>): 
     }
     const faultsServed = policy?.stats().faults ?? 0;
     policy?.remove();
+    if (!from.mapped || !to.mapped) throw Object.assign(new Error('a space was unmapped during a concurrent compaction'), { code: 'ERR_UFFD_UNMAPPED' });
     const { hugeMoves } = countTo(p);
     report.holes = holes;
     report.hugeMoves = hugeMoves;

@@ -5,6 +5,7 @@
  */
 import { expect } from 'chai';
 import { compact, Mapping, testing, Userfaultfd } from '../lib/index';
+import { runChild } from './helpers/child';
 import { skipIf, unavailable } from './helpers/memtypes';
 import { fillPage, openMoveUffd, PAGE, pageHolds } from './helpers/move';
 
@@ -104,5 +105,57 @@ describe('compact (concurrent)', function () {
     expect(() => compact(uffd, from, to, [0], { mode: 'concurrent', allowSrcHoles: false })).to.throw(TypeError);
     expect(() => compact(uffd, from, to, [0], { mode: 'concurrent', chunkPages: 0 })).to.throw(RangeError);
     expect(pageHolds(from.bytes(), 0, 0), 'nothing moved').to.equal(true);
+  });
+
+  it('in a child: a page that cannot move (EBUSY after fork) is an error event; done rejects; the faulting thread waits', function () {
+    const r = runChild(
+      `const u = uffd.Userfaultfd.open({ features: ['MOVE'] });
+       const page = uffd.pageSize();
+       const from = uffd.Mapping.anonymous(4 * page);
+       from.bytes().fill(7);
+       const to = uffd.Mapping.anonymous(4 * page);
+       u.register(to);
+       uffd.testing.reapChild(uffd.testing.forkHold(10000)); // every page now shared: EBUSY
+       const out = {};
+       u.on('error', (e) => { out.event = e.code; });
+       const c = uffd.compact(u, from, to, [0, 1, 2, 3], { mode: 'concurrent' });
+       let touched = false;
+       uffd.testing.touch({ address: to.address, length: page }).then(() => { touched = true; });
+       c.done.catch((e) => { out.done = e.code; });
+       setTimeout(() => {
+         out.touched = touched;
+         console.log(JSON.stringify(out));
+         process.exit(0);
+       }, 500);`,
+      { timeoutMs: 15000 },
+    );
+    expect(r.timedOut, r.stderr).to.equal(false);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(JSON.parse(r.stdout.trim())).to.deep.equal({ event: 'EBUSY', done: 'EBUSY', touched: false });
+  });
+
+  it('in a child: the spaces stay mapped until done even if the caller drops them and the GC runs', function () {
+    // Without the compaction holding them, the GC unmaps the from-space under the background
+    // pass (ENOENT) and the to-space under the event thread.
+    const r = runChild(
+      `const u = uffd.Userfaultfd.open({ features: ['MOVE'] });
+       const page = uffd.pageSize();
+       const N = 512;
+       let from = uffd.Mapping.anonymous(N * page);
+       from.madvise('DONTFORK');
+       from.bytes().fill(9);
+       let to = uffd.Mapping.anonymous(N * page);
+       u.register(to);
+       const c = uffd.compact(u, from, to, [{ offset: 0, length: N * page }], { mode: 'concurrent', chunkPages: 1 });
+       from = undefined;
+       to = undefined;
+       const collector = setInterval(() => global.gc(), 1);
+       const end = (out) => { clearInterval(collector); u.close(); console.log(JSON.stringify(out)); };
+       c.done.then((r) => end({ moved: r.pagesMoved }), (e) => end({ error: e.code }));`,
+      { timeoutMs: 30000, nodeArgs: ['--expose-gc'] },
+    );
+    expect(r.timedOut, r.stderr).to.equal(false);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(JSON.parse(r.stdout.trim())).to.deep.equal({ moved: 512 });
   });
 });
