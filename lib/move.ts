@@ -412,13 +412,10 @@ export function movePageList(uffd: Userfaultfd, moves: readonly MoveSpec[] | Big
   const page = native.pageSize();
   let ops: BigUint64Array;
   if (moves instanceof BigUint64Array) {
+    // The shape here; every entry is checked by the addon before any moves (a second per-entry
+    // check in JS would cost about 5% of a list of 4 KiB moves).
     if (moves.length % 3 !== 0) throw outOfRange('a BigUint64Array of moves must hold [dst, src, length] triples');
     ops = moves;
-    for (let i = 0; i < ops.length; i += 3) {
-      if (ops[i + 2] === 0n || ops[i + 2] > BigInt(Number.MAX_SAFE_INTEGER)) throw outOfRange(`move ${i / 3}: length out of range`);
-      checkAligned(ops[i], Number(ops[i + 2]), page, `move ${i / 3} dst`);
-      checkAligned(ops[i + 1], Number(ops[i + 2]), page, `move ${i / 3} src`);
-    }
   } else {
     if (!Array.isArray(moves)) throw invalidType('moves must be an array of { dst, src, length } or a BigUint64Array');
     ops = new BigUint64Array(moves.length * 3);

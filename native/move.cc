@@ -27,6 +27,8 @@ constexpr size_t kOpWords = 3;  // dst, src, len
 // out [0] op index where the batch stopped (== count when done), [1] bytes of that op done,
 // [2] errno that stopped it (0 when done), [3] ioctls issued.
 constexpr size_t kStateWords = 4;
+// Lengths are summed as JS numbers: keep each one exact there.
+constexpr uint64_t kMaxSafeLength = (1ULL << 53) - 1;
 
 // The descriptor of a live UffdHandle. Taking the handle rather than its fd number costs one
 // instanceof here instead of a second call from JS (the fd getter), and a closed or foreign
@@ -68,10 +70,22 @@ Napi::Value MoveBatch(const Napi::CallbackInfo& info) {
   }
   double* state = info[4].As<Napi::Float64Array>().Data();
   const uint64_t* op = ops.Data();
-  // Validate every move before issuing any, so a bad entry never leaves a batch half done.
+  // Validate every move before issuing any, so a bad entry never leaves a batch half done. For a
+  // BigUint64Array of moves this is the only per-entry check (in JS it cost 5% of the moves).
+  const uint64_t page = PageSize();
   for (uint64_t i = 0; i < count; i++) {
-    CheckRange(env, op[i * kOpWords], op[i * kOpWords + 2], PageSize(), "move dst");
-    CheckRange(env, op[i * kOpWords + 1], op[i * kOpWords + 2], PageSize(), "move src");
+    uint64_t dst = op[i * kOpWords], src = op[i * kOpWords + 1], len = op[i * kOpWords + 2];
+    const char* problem = nullptr;
+    if (len == 0 || len > kMaxSafeLength) {
+      problem = "length must be greater than 0 and a safe integer";
+    } else if (dst % page != 0 || src % page != 0 || len % page != 0) {
+      problem = "dst, src and length must be multiples of the page size";
+    } else if (dst + len < dst || src + len < src) {
+      problem = "address + length overflows";
+    }
+    if (problem != nullptr) {
+      ThrowRangeError(env, "move " + std::to_string(i) + ": " + problem);
+    }
   }
   double start_index = state[0];
   double start_done = state[1];

@@ -155,6 +155,9 @@ describe('move data integrity', function () {
       expect(pageHolds(src.bytes(), 0, 0), 'nothing moved').to.equal(true);
       expect(() => movePageList(uffd, new BigUint64Array(4))).to.throw(RangeError);
       expect(() => movePageList(uffd, new BigUint64Array(3))).to.throw(RangeError);
+      const triples = new BigUint64Array([dst.address, src.address, BigInt(PAGE), dst.address + BigInt(PAGE), src.address + 1n, BigInt(PAGE)]);
+      expect(() => movePageList(uffd, triples)).to.throw(RangeError, /move 1: /);
+      expect(pageHolds(src.bytes(), 0, 0), 'still nothing moved').to.equal(true);
       expect(() => movePageList(uffd, 'x' as unknown as [])).to.throw(TypeError);
       expect(() => movePageList(uffd, [null as unknown as { dst: bigint; src: bigint; length: number }])).to.throw(TypeError);
     });
