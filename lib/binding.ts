@@ -86,6 +86,8 @@ export interface Binding {
    * [op index, bytes of it done] and out [op index, bytes done, errno, ioctls issued].
    */
   moveBatch(uffd: NativeUffd, ops: BigUint64Array, count: number, mode: bigint, state: Float64Array): void;
+  /** One UFFDIO_MOVE, `done` bytes into it, to the end or to a stop; `state` out as for moveBatch. */
+  moveOne(uffd: NativeUffd, dst: RawAddress, src: RawAddress, length: number, mode: bigint, done: number, state: Float64Array): void;
   /** madvise(2) MADV_DONTNEED or MADV_REMOVE on any page-aligned range. */
   madviseRange(address: RawAddress, length: number, advice: number): void;
   testing: {

@@ -120,9 +120,32 @@ const ERRNO: Record<number, string> = { 11: 'EAGAIN', 16: 'EBUSY', 22: 'EINVAL' 
 // Reused by every single-range call: movePages is on the hot path of a fault handler, where an
 // allocation per call is measurable next to a 1 us ioctl.
 const oneOp = new BigUint64Array(3);
+// movePages' one move, as scalars: writing them into oneOp and reading them back would allocate
+// BigInts per call, and the garbage they make cost more than the rest of the call together.
+// oneOp is filled from them only when a failure or the fallback needs the array form.
+let oneDst = 0n;
+let oneSrc = 0n;
+let oneLen = 0;
+let onePending = false;
+
+/** The array form of `ops` (materialising movePages' scalars when `ops` is oneOp). */
+function opsArray(ops: BigUint64Array): BigUint64Array {
+  if (ops === oneOp && onePending) {
+    oneOp[0] = oneDst;
+    oneOp[1] = oneSrc;
+    oneOp[2] = BigInt(oneLen);
+    onePending = false;
+  }
+  return ops;
+}
+
+function opLength(ops: BigUint64Array, i: number): number {
+  return ops === oneOp && onePending ? oneLen : Number(ops[i * 3 + 2]);
+}
 const state = new Float64Array(4);
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const PAGE_SIZE = native.pageSize();
+const SAFE = 2 ** 53;
 
 interface Settings {
   mode: bigint;
@@ -198,16 +221,22 @@ function runOps(uffd: Userfaultfd, ops: BigUint64Array, count: number, s: Settin
   let retries = 0;
   if (!hasMove()) {
     if (!s.fallback) throw new UnsupportedError('UFFDIO_MOVE', FEATURES.MOVE.since, 'the kernel does not report MOVE; pass { fallback: "copy" } to copy instead');
-    for (let i = 0; i < count; i++) copyFallback(uffd, ops, i, 0, Number(ops[i * 3 + 2]), s, report, 'ERR_UFFD_UNSUPPORTED');
+    const all = opsArray(ops);
+    for (let i = 0; i < count; i++) copyFallback(uffd, all, i, 0, Number(all[i * 3 + 2]), s, report, 'ERR_UFFD_UNSUPPORTED');
     return;
   }
   while (index < count) {
-    state[0] = index;
-    state[1] = done;
-    native.moveBatch(fd, ops, count, s.mode, state);
+    if (ops === oneOp && onePending) {
+      // One move (movePages): scalar arguments cost less to pass than a batch.
+      native.moveOne(fd, oneDst, oneSrc, oneLen, s.mode, done, state);
+    } else {
+      state[0] = index;
+      state[1] = done;
+      native.moveBatch(fd, ops, count, s.mode, state);
+    }
     const stoppedAt = state[0];
     // Bytes of the ops completed in this call, plus the part of the op it stopped in.
-    for (let i = index; i < stoppedAt; i++) report.moved += Number(ops[i * 3 + 2]) - (i === index ? done : 0);
+    for (let i = index; i < stoppedAt; i++) report.moved += opLength(ops, i) - (i === index ? done : 0);
     const partial = stoppedAt === index ? state[1] - done : state[1];
     report.moved += partial;
     report.ioctls += state[3];
@@ -216,7 +245,7 @@ function runOps(uffd: Userfaultfd, ops: BigUint64Array, count: number, s: Settin
     const errno = state[2];
     if (errno === 0) return;
     if (errno === EAGAIN) {
-      if (retries >= s.attempts) throw stopped(errno, ops, index, done, report);
+      if (retries >= s.attempts) throw stopped(errno, opsArray(ops), index, done, report);
       sleep(Math.min(s.delayMs * 2 ** retries, s.maxDelayMs));
       retries++;
       report.retries++;
@@ -227,9 +256,9 @@ function runOps(uffd: Userfaultfd, ops: BigUint64Array, count: number, s: Settin
       // EBUSY is about one page (shared, pinned): copy that page and go back to moving, so that
       // as few pages as possible lose atomicity. EINVAL is about the whole mapping (shmem,
       // protections): the rest of this entry cannot move.
-      const length = Number(ops[index * 3 + 2]);
+      const length = opLength(ops, index);
       const end = code === 'EBUSY' ? done + PAGE_SIZE : length;
-      copyFallback(uffd, ops, index, done, end, s, report, code);
+      copyFallback(uffd, opsArray(ops), index, done, end, s, report, code);
       done = end;
       if (done >= length) {
         index++;
@@ -237,7 +266,7 @@ function runOps(uffd: Userfaultfd, ops: BigUint64Array, count: number, s: Settin
       }
       continue;
     }
-    throw stopped(errno, ops, index, done, report);
+    throw stopped(errno, opsArray(ops), index, done, report);
   }
 }
 
@@ -386,12 +415,18 @@ export function movePages(uffd: Userfaultfd, dst: Address, src: Address, length:
   const d = toAddress(dst, 'dst');
   const sa = toAddress(src, 'src');
   const len = toLength(length, 'length');
-  const page = PAGE_SIZE;
-  checkAligned(d, len, page, 'movePages dst');
-  checkAligned(sa, len, page, 'movePages src');
-  oneOp[0] = d;
-  oneOp[1] = sa;
-  oneOp[2] = BigInt(len);
+  // User-space addresses are below 2^53 on every 64-bit Linux (48- or 52-bit address spaces), so
+  // the common case is checked with plain numbers; BigInt division per call costs ~0.1 us each.
+  const dn = Number(d);
+  const sn = Number(sa);
+  if (dn >= SAFE || sn >= SAFE || dn % PAGE_SIZE !== 0 || sn % PAGE_SIZE !== 0 || len % PAGE_SIZE !== 0) {
+    checkAligned(d, len, PAGE_SIZE, 'movePages dst');
+    checkAligned(sa, len, PAGE_SIZE, 'movePages src');
+  }
+  oneDst = d;
+  oneSrc = sa;
+  oneLen = len;
+  onePending = true;
   const report = newReport();
   runOps(uffd, oneOp, 1, s, report);
   if (s.scan) countAfter(report, d, sa, len, s);
@@ -477,7 +512,7 @@ export function moveSkippingMapped(uffd: Userfaultfd, ops: BigUint64Array, optio
     state[1] = done;
     native.moveBatch(fd, ops, count, s.mode, state);
     const stoppedAt = state[0];
-    for (let i = index; i < stoppedAt; i++) report.moved += Number(ops[i * 3 + 2]) - (i === index ? done : 0);
+    for (let i = index; i < stoppedAt; i++) report.moved += opLength(ops, i) - (i === index ? done : 0);
     report.moved += stoppedAt === index ? state[1] - done : state[1];
     report.ioctls += state[3];
     index = stoppedAt;

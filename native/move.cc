@@ -31,21 +31,50 @@ constexpr size_t kStateWords = 4;
 constexpr uint64_t kMaxSafeLength = (1ULL << 53) - 1;
 
 // The descriptor of a live UffdHandle. Taking the handle rather than its fd number costs one
-// instanceof here instead of a second call from JS (the fd getter), and a closed or foreign
-// object can never lend us a number the process has since reused for another file.
+// type-tag check here instead of a second call from JS (the fd getter; napi_instanceof would
+// cost more than both), and a closed or foreign object can never lend us a number the process
+// has since reused for another file.
 int HandleFd(const Napi::CallbackInfo& info, size_t i) {
   Napi::Env env = info.Env();
-  Napi::Value v = info[i];
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(GetAddonData(env).uffd_ctor.Value())) {
-    ThrowTypeError(env, "uffd must be a Userfaultfd handle");
-  }
-  int fd = UffdHandle::Unwrap(v.As<Napi::Object>())->fd();
+  UffdHandle* handle = UffdHandle::Of(info[i]);
+  if (handle == nullptr) ThrowTypeError(env, "uffd must be a Userfaultfd handle");
+  int fd = handle->fd();
   if (fd < 0) {
     Napi::Error error = Napi::Error::New(env, "this userfaultfd is closed");
     error.Set("code", Napi::String::New(env, "ERR_UFFD_CLOSED"));
     throw error;
   }
   return fd;
+}
+
+// Issues the moves of `op` from entry `index`, `done` bytes into it, until all are done or one
+// stops for a reason JS must see; writes where it stopped into `state` (see kStateWords).
+void RunMoves(int fd, const uint64_t* op, uint64_t count, uint64_t mode, uint64_t index,
+              uint64_t done, double* state) {
+  int err = 0;
+  uint64_t ioctls = 0;
+  while (index < count) {
+    const uint64_t* o = op + index * kOpWords;
+    ioctls++;
+    IoctlResult r = UffdMove(fd, o[0] + done, o[1] + done, o[2] - done, mode);
+    done += static_cast<uint64_t>(r.bytes);
+    if (r.err == 0 || done >= o[2]) {
+      index++;
+      done = 0;
+      continue;
+    }
+    err = r.err;
+    if (err == EAGAIN && r.bytes > 0) {
+      // Partial progress: the kernel stopped for a reason it reports on the next call.
+      err = 0;
+      continue;
+    }
+    break;
+  }
+  state[0] = static_cast<double>(index);
+  state[1] = static_cast<double>(done);
+  state[2] = err;
+  state[3] = static_cast<double>(ioctls);
 }
 
 // moveBatch(uffd: UffdHandle, ops: BigUint64Array, count, mode: bigint, state: Float64Array)
@@ -103,30 +132,34 @@ Napi::Value MoveBatch(const Napi::CallbackInfo& info) {
     done = static_cast<uint64_t>(start_done);
   }
 
-  int err = 0;
-  uint64_t ioctls = 0;
-  while (index < count) {
-    const uint64_t* o = op + index * kOpWords;
-    ioctls++;
-    IoctlResult r = UffdMove(fd, o[0] + done, o[1] + done, o[2] - done, mode);
-    done += static_cast<uint64_t>(r.bytes);
-    if (r.err == 0 || done >= o[2]) {
-      index++;
-      done = 0;
-      continue;
-    }
-    err = r.err;
-    if (err == EAGAIN && r.bytes > 0) {
-      // Partial progress: the kernel stopped for a reason it reports on the next call.
-      err = 0;
-      continue;
-    }
-    break;
+  RunMoves(fd, op, count, mode, index, done, state);
+  return env.Undefined();
+}
+
+// moveOne(uffd: UffdHandle, dst, src, length, mode: bigint, done, state: Float64Array): one
+// move, `done` bytes into it, with scalar arguments: the batch's typed-array bookkeeping costs
+// a third of a microsecond, which a caller moving page by page (a fault handler) pays per page.
+Napi::Value MoveOne(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = HandleFd(info, 0);
+  uint64_t o[kOpWords] = {ArgAddress(info, 1, "dst"), ArgAddress(info, 2, "src"),
+                          ArgLength(info, 3, "length")};
+  CheckRange(env, o[0], o[2], PageSize(), "move dst");
+  CheckRange(env, o[1], o[2], PageSize(), "move src");
+  if (o[2] > kMaxSafeLength) ThrowRangeError(env, "move: length must be a safe integer");
+  uint64_t mode = ArgBits(info, 4, "mode");
+  CheckBits(env, mode, UFFDIO_MOVE_MODE_DONTWAKE | UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, "move");
+  uint64_t done = ArgLength(info, 5, "done");
+  if (done >= o[2] || done % PageSize() != 0) {
+    ThrowRangeError(env, "done must be a page multiple below the length");
   }
-  state[0] = static_cast<double>(index);
-  state[1] = static_cast<double>(done);
-  state[2] = err;
-  state[3] = static_cast<double>(ioctls);
+  if (!info[6].IsTypedArray() ||
+      info[6].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    ThrowTypeError(env, "state must be a Float64Array of 4");
+  }
+  Napi::Float64Array state = info[6].As<Napi::Float64Array>();
+  if (state.ElementLength() < kStateWords) ThrowTypeError(env, "state must be a Float64Array of 4");
+  RunMoves(fd, o, 1, mode, 0, done, state.Data());
   return env.Undefined();
 }
 
@@ -151,5 +184,6 @@ Napi::Value MadviseRange(const Napi::CallbackInfo& info) {
 
 void InitMove(Napi::Env env, Napi::Object exports) {
   exports.Set("moveBatch", Napi::Function::New(env, MoveBatch, "moveBatch"));
+  exports.Set("moveOne", Napi::Function::New(env, MoveOne, "moveOne"));
   exports.Set("madviseRange", Napi::Function::New(env, MadviseRange, "madviseRange"));
 }
