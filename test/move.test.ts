@@ -68,6 +68,42 @@ describe('movePages', function () {
       expect(sum).to.equal(BigInt((pages * (pages + 1)) / 2));
     });
 
+    it('move, fault-driven as in the kselftest: a JS handler resolves each fault with movePages', async function () {
+      const pages = 64;
+      const { src, dst } = pair(pages);
+      const counts = new Map<bigint, number>();
+      uffd.on('pagefault', (ev) => {
+        const at = ev.address & ~BigInt(PAGE - 1);
+        counts.set(at, (counts.get(at) ?? 0) + 1);
+        const r = movePages(uffd, at, src.address + (at - dst.address), PAGE, { allowSrcHoles: true });
+        expect(r.moved).to.equal(PAGE);
+      });
+      const results = await testing.touch({ address: dst.address, length: dst.length }, { threads: 2 });
+      expect(counts.size).to.equal(pages);
+      expect([...counts.values()].every((n) => n === 1), 'each page faulted once').to.equal(true);
+      expect(results.reduce((n, r) => n + r.sum, 0n)).to.equal(BigInt((pages * (pages + 1)) / 2));
+      expect(src.bytes().every((b) => b === 0), 'the source reads zero').to.equal(true);
+    });
+
+    it('move-pmd, fault-driven: the handler moves 2 MiB per fault, each a whole PMD', async function () {
+      skipIf(this, thpUnavailable());
+      const pmd = thpSize() as number;
+      const { src, dst } = pair((4 * pmd) / PAGE, { align: pmd, hugepage: true });
+      skipIf(this, allHuge(src.address, src.length) ? undefined : 'the kernel gave the source no huge pages');
+      let faults = 0;
+      let huge = 0;
+      uffd.on('pagefault', (ev) => {
+        faults++;
+        const at = ev.address & ~BigInt(pmd - 1);
+        huge += movePages(uffd, at, src.address + (at - dst.address), pmd).hugeMoves ?? 0;
+      });
+      await testing.touch({ address: dst.address, length: dst.length }, { threads: 1, stride: PAGE });
+      expect(faults).to.equal(4);
+      expect(huge).to.equal(4);
+      const bytes = dst.bytes();
+      for (let i = 0; i < dst.length / PAGE; i += 97) expect(pageHolds(bytes, i, i), `page ${i}`).to.equal(true);
+    });
+
     it('move with allowSrcHoles: holes are counted and stay unmapped at the destination', function () {
       const { src, dst } = pair(16);
       const holes = [3, 4, 9];
