@@ -28,6 +28,7 @@ export const FEATURES = {
 
 /** A UFFD_FEATURE_* name without its prefix, e.g. `'THREAD_ID'`. */
 export type FeatureName = keyof typeof FEATURES;
+/** Every known feature name, in bit order. */
 export const FEATURE_NAMES = Object.keys(FEATURES) as FeatureName[];
 
 /** `{ THREAD_ID: true, MOVE: false, ... }` for every known feature. */
@@ -58,8 +59,10 @@ export const IOCTL_FEATURE: Partial<Record<IoctlName, FeatureName>> = {
   MOVE: 'MOVE',
 };
 
+/** UFFDIO_REGISTER_MODE_* bits, for {@link Userfaultfd.registerMode}. */
 export const REGISTER_MODE = { MISSING: 1n, WP: 2n, MINOR: 4n } as const;
 
+/** The mode bits of the resolving ioctls (UFFDIO_COPY_MODE_* and the like). */
 export const MODE = {
   COPY_DONTWAKE: 1n,
   COPY_WP: 2n,
@@ -88,10 +91,14 @@ export const PAGE_CATEGORIES = {
   SOFT_DIRTY: { bit: 7, since: '6.7' },
   GUARD: { bit: 8, since: '6.14' },
 } as const;
+/** A PAGEMAP_SCAN category name without its PAGE_IS_ prefix. */
 export type PageCategory = keyof typeof PAGE_CATEGORIES;
+/** Every PAGEMAP_SCAN category name, in bit order. */
 export const PAGE_CATEGORY_NAMES = Object.keys(PAGE_CATEGORIES) as PageCategory[];
 
+/** PAGEMAP_SCAN flag: write-protect the matching pages in the same walk. */
 export const PM_SCAN_WP_MATCHING = 1n;
+/** PAGEMAP_SCAN flag: EPERM unless every VMA is registered WP with WP_ASYNC. */
 export const PM_SCAN_CHECK_WPASYNC = 2n;
 
 /** mmap / mprotect protections. */
@@ -99,6 +106,7 @@ export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
 /** A protection as letters: `''` (none), `'r'`, `'rw'`, `'rx'`, `'rwx'`. */
 export type Protection = '' | 'r' | 'rw' | 'rx' | 'rwx' | 'w' | 'wx' | 'x';
 
+/** mmap(2) flags the mapping constructors use. */
 export const MAP = {
   SHARED: 0x01,
   PRIVATE: 0x02,
@@ -109,6 +117,7 @@ export const MAP = {
   HUGE_SHIFT: 26,
 } as const;
 
+/** memfd_create(2) flags. */
 export const MFD = { HUGETLB: 4, HUGE_SHIFT: 26 } as const;
 
 /** madvise(2) advice accepted by {@link Mapping.madvise}. */
@@ -136,7 +145,11 @@ export const MADVISE = {
   POPULATE_WRITE: 23,
   DONTNEED_LOCKED: 24,
   COLLAPSE: 25,
+  /** Guard regions (Linux >= 6.13): accesses raise SIGSEGV; PAGEMAP_SCAN reports them as GUARD. */
+  GUARD_INSTALL: 102,
+  GUARD_REMOVE: 103,
 } as const;
+/** An madvise(2) advice name without its MADV_ prefix. */
 export type MadviseName = keyof typeof MADVISE;
 
 /** The bit mask of a list of names in a table of `{ bit }` entries. */

@@ -39,6 +39,9 @@ const HINTS: Record<string, string> = {
   'UFFDIO_MOVE:EBUSY': 'a source page is pinned or shared (after fork, or KSM)',
   'UFFDIO_MOVE:EINVAL': 'MOVE needs private anonymous memory on both sides with equal protections',
   'UFFDIO_ZEROPAGE:EINVAL': 'ZEROPAGE is not offered on hugetlbfs ranges',
+  'PAGEMAP_SCAN:EPERM':
+    'checkWpAsync: part of the range is not registered for WP with a WP_ASYNC userfaultfd (use WriteTracker, or drop checkWpAsync to skip such memory)',
+  'PAGEMAP_SCAN:EINVAL': 'the start must be page aligned, and flags and category bits known to this kernel (probePagemapScan() lists them)',
 };
 
 function hintFor(op: string, code: string): string | undefined {

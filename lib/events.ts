@@ -50,7 +50,9 @@ export interface UnmapEvent {
   end: bigint;
 }
 
+/** Any event a userfaultfd delivers; `type` tells which. */
 export type UffdEvent<U = unknown> = PageFault | ForkEvent<U> | RemapEvent | RemoveEvent | UnmapEvent;
+/** The `type` of an event. */
 export type UffdEventType = UffdEvent['type'];
 export const EVENT_TYPES: readonly UffdEventType[] = ['pagefault', 'fork', 'remap', 'remove', 'unmap'];
 
@@ -137,6 +139,7 @@ export class FaultError extends UffdError {
   /** The policy id whose resolution failed, if any. */
   readonly policy?: number;
 
+  /** @internal */
   constructor(report: NativeReport) {
     super({ errno: report.errno || -35, syscall: 'ioctl', ioctl: report.ioctl });
     this.address = report.address;

@@ -13,6 +13,7 @@ import { checkAligned, oneOf, optBool, toLength, toOptions } from './validate';
 /** What backs a {@link Mapping}. */
 export type MappingKind = 'anonymous' | 'shared' | 'memfd' | 'hugetlb' | 'file';
 
+/** Options of {@link Mapping.anonymous} and {@link Mapping.shared}. */
 export interface AnonymousOptions {
   /** `'rw'` by default. */
   prot?: Protection;
@@ -22,6 +23,7 @@ export interface AnonymousOptions {
   populate?: boolean;
 }
 
+/** Options of {@link Mapping.memfd}. */
 export interface MemfdOptions {
   /** The name shown in /proc/self/maps (`memfd:NAME`). */
   name?: string;
@@ -32,6 +34,7 @@ export interface MemfdOptions {
   prot?: Protection;
 }
 
+/** Options of {@link Mapping.hugetlb}. */
 export interface HugetlbOptions {
   /** MAP_SHARED or MAP_PRIVATE (default). */
   shared?: boolean;
@@ -40,6 +43,7 @@ export interface HugetlbOptions {
   prot?: Protection;
 }
 
+/** Options of {@link Mapping.file}. */
 export interface FileOptions {
   /** Bytes to map; the file's size from `offset` if unset. */
   length?: number;
@@ -51,6 +55,7 @@ export interface FileOptions {
   prot?: Protection;
 }
 
+/** Options of {@link Mapping.alias}. */
 export interface AliasOptions {
   shared?: boolean;
   prot?: Protection;
@@ -293,6 +298,7 @@ export class Mapping implements Disposable {
     this.#fd = undefined;
   }
 
+  /** Same as {@link unmap}, for `using` declarations. */
   [Symbol.dispose](): void {
     this.unmap();
   }

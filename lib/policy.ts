@@ -28,6 +28,7 @@ export type Policy =
   | { unprotect: true }
   | { moveFrom: BigUint64Array };
 
+/** Options of {@link Userfaultfd.handle}. */
 export interface PolicyOptions {
   /**
    * Bytes resolved per fault: a power of two, at least the page size (the default). Larger
@@ -38,6 +39,7 @@ export interface PolicyOptions {
 
 /** An installed policy: its counters, and removal. */
 export class PolicyHandle {
+  /** @internal */
   constructor(
     private readonly handle: NativeUffd,
     /** The policy's id, as 'error' events name it. */

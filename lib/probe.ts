@@ -15,6 +15,7 @@ export interface OpenResult {
   error?: string;
 }
 
+/** What {@link probe} found. */
 export interface ProbeReport {
   /** os.release(), e.g. '6.18.4'. */
   kernel: string;

@@ -9,6 +9,7 @@ import { MADVISE, type MadviseName } from './constants';
 import { invalidType } from './errors';
 import { toAddress, toLength, toOptions, type Address } from './validate';
 
+/** Options of {@link touch}. */
 export interface TouchOptions {
   /** Native threads to touch with (default 1). */
   threads?: number;
@@ -34,6 +35,7 @@ export interface TouchOptions {
   recordLatency?: boolean;
 }
 
+/** What one touching thread did. */
 export interface TouchThreadResult {
   /** The thread's kernel thread id (what a THREAD_ID page fault reports as its thread). */
   tid: number;
@@ -68,6 +70,7 @@ export function touch(address: Address | { address: Address; length: number }, l
   return native.testing.touch(addr, length, o).finally(() => void keep);
 }
 
+/** Options of {@link forkTouch}. */
 export interface ForkTouchOptions {
   /** What the child does to each unit after the optional madvise/mremap (default 'read'). */
   mode?: 'read' | 'write' | 'increment';
@@ -80,6 +83,7 @@ export interface ForkTouchOptions {
   expect?: 'index' | 'zero';
 }
 
+/** How the forked child ended. */
 export interface ForkTouchResult {
   /** The child's exit code (0: everything as expected), or null if a signal ended it. */
   status: number | null;

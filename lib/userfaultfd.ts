@@ -26,6 +26,7 @@ import { checkAligned, oneOf, optBool, toAddress, toLength, toOptions, toRange, 
 /** How the descriptor is created: userfaultfd(2), or /dev/userfaultfd's USERFAULTFD_IOC_NEW (Linux >= 6.1). */
 export type OpenVia = 'syscall' | 'device';
 
+/** Options of {@link Userfaultfd.open}. */
 export interface OpenOptions {
   /** Features to negotiate with UFFDIO_API. Each must be supported, or open() throws ERR_UFFD_UNSUPPORTED. */
   features?: readonly FeatureName[];
@@ -57,6 +58,7 @@ export interface UffdEvents {
   error: [Error];
 }
 
+/** Options of {@link Userfaultfd.events}. */
 export interface EventsOptions {
   /** Stop iterating when aborted. */
   signal?: AbortSignal;
@@ -64,6 +66,7 @@ export interface EventsOptions {
   highWaterMark?: number;
 }
 
+/** Options of {@link Userfaultfd.readEvents}. */
 export interface ReadEventsOptions {
   /** Give up after this long (default 1000); -1 waits forever (a Worker blocked so cannot be terminated). */
   timeoutMs?: number;
@@ -71,6 +74,7 @@ export interface ReadEventsOptions {
   max?: number;
 }
 
+/** Which faults a registration raises; MISSING alone by default. */
 export interface RegisterOptions {
   /** Faults on pages not present (default true unless wp or minor is set). */
   missing?: boolean;
@@ -80,16 +84,19 @@ export interface RegisterOptions {
   minor?: boolean;
 }
 
+/** Whether a resolving call wakes the waiting threads. */
 export interface WakeOption {
   /** Wake the threads waiting on the range (default true). false is DONTWAKE: call wake() later. */
   wake?: boolean;
 }
 
+/** Options of {@link Userfaultfd.copy} and {@link Userfaultfd.continue}. */
 export interface CopyOptions extends WakeOption {
   /** Map the new pages write-protected (needs a WP registration). */
   wp?: boolean;
 }
 
+/** Options of {@link Userfaultfd.move}. */
 export interface MoveOptions extends WakeOption {
   /** Skip holes in the source instead of failing with ENOENT. */
   allowSrcHoles?: boolean;
@@ -474,6 +481,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     if (this.listenerCount('error') > 0 || this.#queues.size === 0) this.emit('error', err as Error);
   }
 
+  /** Same as {@link close}, for `using` declarations. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -38,6 +38,7 @@ export function openShared(shared: SharedUffd): Userfaultfd {
   return Userfaultfd.fromFd(shared.fd, { features: shared.features, userModeOnly: shared.userModeOnly });
 }
 
+/** Options of {@link serveFaults}. */
 export interface ServeOptions {
   /** Stop once `stop[0]` is non-zero (an Int32Array over a SharedArrayBuffer the owner sets). */
   stop?: Int32Array;
