@@ -21,6 +21,7 @@ export interface LiveRange {
   length: number;
 }
 
+/** Options of {@link compact}. */
 export interface CompactOptions extends Pick<MovePagesOptions, 'retry' | 'fallback'> {
   /**
    * `'stop-the-world'` (default): every live page is moved now, before compact() returns; no

@@ -27,6 +27,7 @@ export interface RetryOptions {
   maxDelayMs?: number;
 }
 
+/** Options of {@link movePages} and {@link movePageList}. */
 export interface MovePagesOptions {
   /** Wake the threads waiting on faults in the destination (default true). */
   wake?: boolean;
