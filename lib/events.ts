@@ -159,7 +159,7 @@ export class FaultError extends UffdError {
 
 /**
  * A bounded FIFO behind `uffd.events()`. When it holds `highWaterMark` events it asks the
- * producer to pause (the kernel keeps the rest: nothing is dropped) and to resume at half.
+ * producer to pause (it holds the rest back: nothing is dropped) and to resume at half.
  */
 export class EventQueue<T> implements AsyncIterableIterator<T> {
   readonly #items: T[] = [];

@@ -31,7 +31,7 @@ export { pageSize, hugePageSize, thpSize, hugetlbPools } from './sysinfo';
 export type { HugetlbPool } from './sysinfo';
 export * as testing from './testing';
 export type { TouchOptions, TouchThreadResult, ForkTouchOptions, ForkTouchResult } from './testing';
-export { shareUffd, openShared, serveFaults } from './worker';
+export { shareUffd, openShared, closeShared, serveFaults } from './worker';
 export type { SharedUffd, ServeOptions } from './worker';
 export { movePages, movePageList, MoveError } from './move';
 export type { MovePagesOptions, MoveReport, MoveSpec, RetryOptions } from './move';

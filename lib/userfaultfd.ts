@@ -62,7 +62,7 @@ export interface UffdEvents {
 export interface EventsOptions {
   /** Stop iterating when aborted. */
   signal?: AbortSignal;
-  /** Queue bound (default 1024): at it, the event thread stops reading until half are consumed. */
+  /** Queue bound (default 1024): at it, the event thread holds events back until half are consumed. */
   highWaterMark?: number;
 }
 
@@ -386,8 +386,9 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
 
   /**
    * The events as an async iterator: `for await (const ev of uffd.events()) { ... }`. The queue
-   * is bounded; when full, the event thread stops reading (faults wait in the kernel, nothing is
-   * dropped) until the consumer catches up.
+   * is bounded; when full, the event thread holds further events back (their faulting threads
+   * wait, nothing is dropped) until the consumer catches up. Native policies and the deadlock
+   * guard keep working meanwhile.
    */
   events(options?: EventsOptions): AsyncIterableIterator<UffdEvent<Userfaultfd>> {
     const opts = toOptions(options);
@@ -465,6 +466,13 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
   // One call per batch from the event thread. A listener that throws becomes an 'error' event;
   // without an 'error' listener that is an uncaught exception, as for any EventEmitter.
   readonly #onBatch = (raw: ArrayBuffer, reports?: NativeReport[]): void => {
+    // A batch the event thread queued just before close() arrives after it. Its faults were
+    // woken by the close (they fault normally now), and a handler could only fail on the closed
+    // descriptor: drop it, closing the descriptors of FORK events nobody will receive.
+    if (this.closed) {
+      decodeEvents(raw, false, (fd) => native.closeFd(fd));
+      return;
+    }
     for (const ev of this.#decode(raw)) {
       for (const q of this.#queues) q.push(ev);
       try {

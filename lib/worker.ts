@@ -3,6 +3,7 @@
  * read and write registered memory directly (its faults are served by the Worker).
  * @module
  */
+import { native } from './binding';
 import type { UffdEvent } from './events';
 import { invalidType } from './errors';
 import { Userfaultfd } from './userfaultfd';
@@ -17,25 +18,35 @@ export interface SharedUffd {
   userModeOnly: boolean;
 }
 
-/** Describe `uffd` for a Worker of this process (threads share descriptors). */
+/**
+ * Describe `uffd` for one Worker of this process (threads share the descriptor table). The
+ * descriptor is duplicated now, so the owner may close `uffd` at any time without the number the
+ * Worker receives going stale. The duplicate belongs to the recipient: pass the object to exactly
+ * one Worker, which adopts it with {@link openShared}, or give it back with {@link closeShared}.
+ */
 export function shareUffd(uffd: Userfaultfd): SharedUffd {
   if (uffd.closed) throw invalidType('cannot share a closed userfaultfd');
   return {
-    fd: uffd.fd,
+    fd: native.dupFd(uffd.fd),
     features: (Object.keys(uffd.features) as FeatureName[]).filter((n) => uffd.features[n]),
     userModeOnly: uffd.userModeOnly,
   };
 }
 
 /**
- * In the Worker: a Userfaultfd of its own over a duplicate of the shared descriptor (so the
- * owner's close() can never leave it reading a reused descriptor number). Close it when done.
+ * In the Worker: adopt the descriptor {@link shareUffd} duplicated, as a Userfaultfd of its own.
+ * Close it when done.
  */
 export function openShared(shared: SharedUffd): Userfaultfd {
   if (typeof shared !== 'object' || shared === null || typeof shared.fd !== 'number') {
     throw invalidType('expected the object shareUffd() returned');
   }
-  return Userfaultfd.fromFd(shared.fd, { features: shared.features, userModeOnly: shared.userModeOnly });
+  return Userfaultfd.fromFd(shared.fd, { features: shared.features, userModeOnly: shared.userModeOnly, dup: false });
+}
+
+/** Give back a {@link shareUffd} descriptor that no Worker adopted. */
+export function closeShared(shared: SharedUffd): void {
+  native.closeFd(shared.fd);
 }
 
 /** Options of {@link serveFaults}. */

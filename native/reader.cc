@@ -20,7 +20,8 @@
 
 namespace {
 
-constexpr int kBatch = 64;  // messages per read(2)
+constexpr int kBatch = 64;            // messages per read(2)
+constexpr size_t kMaxHeld = 1 << 16;  // messages held for JS while it is paused
 constexpr uint64_t kWpOff = 0;
 
 // A read-only mapping of zeros, the source for "zero page" resolutions where UFFDIO_ZEROPAGE is
@@ -157,8 +158,7 @@ bool Reader::Resolve(const uffd_msg& msg, Batch* batch, bool* retried) {
     return true;
   }
 
-  // The unit to resolve: the policy's, or for the guard the base page (a huge page if the
-  // kernel refuses a base page there).
+  // The unit to resolve: the policy's, or for the guard the base page (see guarded below).
   uint64_t unit = policy ? policy->unit : PageSize();
   uint64_t start = address & ~(unit - 1);
   if (policy) {
@@ -166,23 +166,34 @@ bool Reader::Resolve(const uffd_msg& msg, Batch* batch, bool* retried) {
     unit = std::min(unit, policy->end - start);
   }
 
+  // The guard knows no unit: it tries the base page, then the huge page, since every ioctl on
+  // a hugetlbfs range (un-protect and CONTINUE included) refuses a base page with EINVAL.
+  auto guarded = [&](auto resolve) {
+    IoctlResult res = resolve();
+    if (guard && res.err == EINVAL) {
+      unit = DefaultHugePageSize();
+      start = address & ~(unit - 1);
+      res = resolve();
+    }
+    return res;
+  };
+
   const char* ioctl_name = "UFFDIO_COPY";
   IoctlResult r = {0, 0};
   if (flags & UFFD_PAGEFAULT_FLAG_WP) {
     ioctl_name = "UFFDIO_WRITEPROTECT";
-    r.err = UffdWriteProtect(uffd_, start, unit, kWpOff);
+    r = guarded([&] { return IoctlResult{0, UffdWriteProtect(uffd_, start, unit, kWpOff)}; });
   } else if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
     ioctl_name = "UFFDIO_CONTINUE";
-    r = FillAll(unit, [&](uint64_t d) { return UffdContinue(uffd_, start + d, unit - d, 0); });
+    r = guarded([&] {
+      return FillAll(unit, [&](uint64_t d) { return UffdContinue(uffd_, start + d, unit - d, 0); });
+    });
   } else if (guard || policy->kind == PolicyKind::kZero || policy->kind == PolicyKind::kContinue ||
              policy->kind == PolicyKind::kUnprotect) {
     ioctl_name = "UFFDIO_ZEROPAGE";
-    r = FillAll(unit, [&](uint64_t d) { return FillZero(uffd_, start + d, unit - d); });
-    if (guard && r.err == EINVAL) {
-      unit = DefaultHugePageSize();
-      start = address & ~(unit - 1);
-      r = FillAll(unit, [&](uint64_t d) { return FillZero(uffd_, start + d, unit - d); });
-    }
+    r = guarded([&] {
+      return FillAll(unit, [&](uint64_t d) { return FillZero(uffd_, start + d, unit - d); });
+    });
   } else if (policy->kind == PolicyKind::kCopyBuffer) {
     const uint8_t* src = policy->data + (start - policy->start);
     r = FillAll(unit, [&](uint64_t d) {
@@ -261,12 +272,18 @@ void Reader::Run() {
   pthread_setname_np(pthread_self(), "uffd-events");
   uffd_msg msgs[kBatch];
   std::vector<uffd_msg> deferred;
+  // What JS is not taking while paused. Reading goes on meanwhile, so that native policies and
+  // the deadlock guard never wait for JS: a JS thread that faults on itself while its events()
+  // queue is full would otherwise sleep forever, since only it can drain the queue. This stays
+  // small (each waiting fault holds its thread); past kMaxHeld, reading stops until JS resumes.
+  std::vector<uffd_msg> held;
   Batch batch;
   for (;;) {
-    // stop_fd_ wakes the thread to stop, pause or resume. While paused the uffd is not polled.
+    // stop_fd_ wakes the thread to stop, pause or resume.
     struct pollfd fds[2] = {{stop_fd_, POLLIN, 0}, {uffd_, POLLIN, 0}};
+    const bool reading = !paused_ || held.size() < kMaxHeld;
     // With faults waiting for an address-space change to settle, come back soon to retry them.
-    int n = poll(fds, paused_ ? 1 : 2, deferred.empty() ? -1 : 1);
+    int n = poll(fds, reading ? 2 : 1, deferred.empty() ? -1 : 1);
     if (n < 0) {
       if (errno == EINTR) continue;
       batch.reports.push_back({0, 0, 0, errno, "poll", 0, false});
@@ -278,16 +295,15 @@ void Reader::Run() {
       ssize_t ignored = read(stop_fd_, &value, sizeof value);
       (void)ignored;
     }
-    if (paused_) continue;
     int count = 0;
-    if (fds[1].revents & POLLIN) {
+    if (reading && (fds[1].revents & POLLIN)) {
       ssize_t got = read(uffd_, msgs, sizeof msgs);
       if (got < 0 && errno != EAGAIN && errno != EINTR) {
         batch.reports.push_back({0, 0, 0, errno, "read", 0, false});
         break;
       }
       count = got > 0 ? static_cast<int>(got / sizeof(uffd_msg)) : 0;
-    } else if (fds[1].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+    } else if (reading && (fds[1].revents & (POLLERR | POLLHUP | POLLNVAL))) {
       // The uffd has no more events to give (its address space is gone, or it was closed).
       break;
     }
@@ -312,46 +328,74 @@ void Reader::Run() {
       bool retried = false;
       if (!Resolve(m, &batch, &retried)) deferred.push_back(m);
     }
+    // Events for JS keep their order across a pause; reports (errors) are sent regardless.
+    if (paused_) {
+      held.insert(held.end(), batch.msgs.begin(), batch.msgs.end());
+      batch.msgs.clear();
+    } else if (!held.empty()) {
+      batch.msgs.insert(batch.msgs.begin(), held.begin(), held.end());
+      held.clear();
+    }
     Send(&batch);
   }
+  batch.msgs.insert(batch.msgs.begin(), held.begin(), held.end());
   Send(&batch);
 }
 
+// FORK descriptors are ours to close when their batch never reaches JS.
+static void CloseForkFds(const Batch& batch) {
+  for (const uffd_msg& m : batch.msgs) {
+    if (m.event == UFFD_EVENT_FORK) close(static_cast<int>(m.arg.fork.ufd));
+  }
+}
+
 // Runs on the JS thread once per batch (or with env null at teardown: then only frees).
+//
+// A Worker being terminated still runs its loop for a while, but can no longer run JS: every
+// napi call that needs to then fails. node-addon-api turns such a failure into a C++ exception
+// only with NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS (binding.gyp); without it, building the
+// exception itself aborts the whole process ("Error::Error napi_define_properties").
 void DeliverBatch(Napi::Env env, Napi::Function callback, Reader*, Batch* batch) {
   std::unique_ptr<Batch> owned(batch);
   if (env == nullptr || callback.IsEmpty()) {
-    for (const uffd_msg& m : batch->msgs) {
-      if (m.event == UFFD_EVENT_FORK) close(static_cast<int>(m.arg.fork.ufd));
-    }
+    CloseForkFds(*batch);
     return;
   }
-  Napi::ArrayBuffer raw = Napi::ArrayBuffer::New(env, batch->msgs.size() * sizeof(uffd_msg));
-  if (!batch->msgs.empty()) {
-    std::memcpy(raw.Data(), batch->msgs.data(), batch->msgs.size() * sizeof(uffd_msg));
-  }
+  Napi::Value raw;
   Napi::Value reports = env.Undefined();
-  if (!batch->reports.empty()) {
-    Napi::Array arr = Napi::Array::New(env, batch->reports.size());
-    for (size_t i = 0; i < batch->reports.size(); i++) {
-      const FaultReport& r = batch->reports[i];
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("address", Napi::BigInt::New(env, r.address));
-      o.Set("flags", Napi::Number::New(env, static_cast<double>(r.flags)));
-      o.Set("tid", Napi::Number::New(env, r.tid));
-      o.Set("errno", Napi::Number::New(env, -r.err));
-      o.Set("ioctl", Napi::String::New(env, r.ioctl));
-      o.Set("policy", Napi::Number::New(env, r.policy));
-      o.Set("guard", Napi::Boolean::New(env, r.guard));
-      arr.Set(i, o);
+  try {
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, batch->msgs.size() * sizeof(uffd_msg));
+    if (!batch->msgs.empty()) {
+      std::memcpy(buffer.Data(), batch->msgs.data(), batch->msgs.size() * sizeof(uffd_msg));
     }
-    reports = arr;
+    raw = buffer;
+    if (!batch->reports.empty()) {
+      Napi::Array arr = Napi::Array::New(env, batch->reports.size());
+      for (size_t i = 0; i < batch->reports.size(); i++) {
+        const FaultReport& r = batch->reports[i];
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("address", Napi::BigInt::New(env, r.address));
+        o.Set("flags", Napi::Number::New(env, static_cast<double>(r.flags)));
+        o.Set("tid", Napi::Number::New(env, r.tid));
+        o.Set("errno", Napi::Number::New(env, -r.err));
+        o.Set("ioctl", Napi::String::New(env, r.ioctl));
+        o.Set("policy", Napi::Number::New(env, r.policy));
+        o.Set("guard", Napi::Boolean::New(env, r.guard));
+        arr.Set(i, o);
+      }
+      reports = arr;
+    }
+  } catch (const Napi::Error&) {
+    // The environment is stopping: nobody will read this batch.
+    CloseForkFds(*batch);
+    return;
   }
   try {
     callback.Call({raw, reports});
   } catch (const Napi::Error& e) {
     // The TS layer catches handler exceptions itself; reaching here is a bug of ours, and it
-    // surfaces as an uncaught exception rather than being lost.
+    // surfaces as an uncaught exception rather than being lost. (In a stopping environment the
+    // call fails without running JS, and so does this: there is nothing left to report to.)
     napi_fatal_exception(env, e.Value());
   }
 }

@@ -82,8 +82,9 @@ class Reader {
 
   // Sets the stop flag, wakes the thread, joins it, releases the TSFN. Idempotent.
   void Stop();
-  // Backpressure without loss: while paused the thread stops reading, so faults and events wait
-  // in the kernel (their threads wait with them) instead of piling up in JS.
+  // Backpressure without loss: while paused the thread hands nothing to JS; the events wait,
+  // in order, and their faulting threads with them. It keeps reading meanwhile, so native
+  // policies and the deadlock guard go on working without JS.
   void SetPaused(bool paused);
   void Ref(Napi::Env env) { tsfn_.Ref(env); }
   void Unref(Napi::Env env) { tsfn_.Unref(env); }

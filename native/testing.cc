@@ -47,7 +47,13 @@ class OffThreadJob {
  private:
   static void Finish(Napi::Env env, Napi::Function, OffThreadJob* job, void*) {
     if (job->thread_.joinable()) job->thread_.join();  // it has called BlockingCall: it is done
-    if (env != nullptr) job->settle_(env, job->deferred_);
+    if (env != nullptr) {
+      try {
+        job->settle_(env, job->deferred_);
+      } catch (const Napi::Error&) {
+        // A Worker being terminated can no longer run JS: nobody is waiting for the promise.
+      }
+    }
     job->tsfn_.Release();
     delete job;
   }

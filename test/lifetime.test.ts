@@ -1,0 +1,780 @@
+/**
+ * Lifetime of the fault engine: close() with faults pending, Workers terminated mid-fault, several
+ * Workers at once, ref()/unref() of the event thread, the deadlock guard (MISSING, WP and MINOR
+ * faults, in the main thread and in a Worker), events() backpressure, the Worker pattern, and
+ * environment teardown with the event thread running.
+ *
+ * Every case that could leave a thread asleep in a page fault (and so hang) runs in a child
+ * process killed after a hard timeout; the child prints one JSON line with what it saw.
+ */
+import { expect } from 'chai';
+import * as path from 'node:path';
+import { PACKAGE, runChild, type ChildResult } from './helpers/child';
+import { MEMTYPES, skipIf, unavailable } from './helpers/memtypes';
+
+/** The compiled memory-type helper, for child scripts that run per memory type. */
+const MEMTYPES_JS = path.resolve(__dirname, 'helpers', 'memtypes.js');
+
+/** runChild, then the JSON of the last line the child printed (asserting it ended cleanly). */
+function childJson<T>(script: string, options: { timeoutMs?: number; args?: Record<string, unknown> } = {}): T {
+  const r = runChild(script, { timeoutMs: options.timeoutMs ?? 15000, args: { pkg: PACKAGE, memtypes: MEMTYPES_JS, ...options.args } });
+  expectClean(r);
+  const lines = r.stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]) as T;
+}
+
+function expectClean(r: ChildResult): void {
+  const detail = `status ${r.status}, signal ${r.signal}${r.timedOut ? ' (timed out)' : ''}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+  expect(r.timedOut, `child timed out\n${detail}`).to.equal(false);
+  expect(r.signal, detail).to.equal(null);
+  expect(r.status, detail).to.equal(0);
+}
+
+describe('lifetime: close() with faults pending', () => {
+  it('wakes faulting threads nobody reads for: they fault normally and the touch ends', () => {
+    const out = childJson<{ pending: number; settledBefore: boolean; touched: number[]; sum: string }>(`
+      (async () => {
+        const page = uffd.pageSize();
+        const u = uffd.Userfaultfd.open();
+        const mem = uffd.Mapping.anonymous(8 * page);
+        u.register(mem);
+        let settled = false;
+        const touch = uffd.testing.touch(mem, { threads: 2, mode: 'read', partition: false }).then((r) => { settled = true; return r; });
+        // Reading the faults does not resolve them: both threads stay asleep in the kernel.
+        const pending = [];
+        const until = Date.now() + 5000;
+        while (pending.length < 2 && Date.now() < until) pending.push(...u.readEvents({ timeoutMs: 50 }));
+        await new Promise((r) => setTimeout(r, 100));
+        const settledBefore = settled;
+        u.close();
+        const res = await touch;
+        console.log(JSON.stringify({ pending: pending.length, settledBefore, touched: res.map((r) => r.touched), sum: String(res[0].sum + res[1].sum) }));
+      })();
+    `);
+    expect(out.pending).to.equal(2);
+    expect(out.settledBefore).to.equal(false);
+    expect(out.touched).to.deep.equal([8, 8]);
+    expect(out.sum).to.equal('0'); // unregistered by the release: plain zero pages
+  });
+
+  it('stops the event thread of a listener that never resolves, and wakes its faults', () => {
+    const out = childJson<{ seen: number; settledBefore: boolean; touched: number[]; after: number }>(`
+      (async () => {
+        const page = uffd.pageSize();
+        const u = uffd.Userfaultfd.open();
+        const mem = uffd.Mapping.anonymous(16 * page);
+        u.register(mem);
+        let seen = 0;
+        let after = 0;
+        let closed = false;
+        u.on('pagefault', () => { if (closed) after++; else seen++; });
+        let settled = false;
+        const touch = uffd.testing.touch(mem, { threads: 4, mode: 'write' }).then((r) => { settled = true; return r; });
+        while (seen < 4) await new Promise((r) => setTimeout(r, 10));
+        await new Promise((r) => setTimeout(r, 100));
+        const settledBefore = settled;
+        u.close();
+        closed = true;
+        const res = await touch;
+        await new Promise((r) => setTimeout(r, 50));
+        console.log(JSON.stringify({ seen, settledBefore, touched: res.map((r) => r.touched), after }));
+      })();
+    `);
+    expect(out.seen).to.equal(4);
+    expect(out.settledBefore).to.equal(false);
+    expect(out.touched).to.deep.equal([4, 4, 4, 4]);
+    expect(out.after, 'events delivered after close()').to.equal(0);
+  });
+
+  it('while faults stream in: no event reaches the listener after it (whose copy would throw ERR_UFFD_CLOSED)', () => {
+    // No 'error' listener: a handler failing on the closed descriptor would crash the child.
+    const out = childJson<{ served: number; after: number; touched: number[] }>(`
+      (async () => {
+        const page = uffd.pageSize();
+        const pages = 8192;
+        const u = uffd.Userfaultfd.open();
+        const mem = uffd.Mapping.anonymous(pages * page);
+        u.register(mem);
+        const src = Buffer.alloc(page, 1);
+        let served = 0, after = 0, closed = false;
+        u.on('pagefault', (ev) => {
+          if (closed) after++;
+          u.copy(ev.address, src);
+          served++;
+        });
+        const touch = uffd.testing.touch(mem, { threads: 2, mode: 'read', order: 'random', partition: false });
+        while (served < 100) await new Promise((r) => setImmediate(r));
+        // Keep the JS thread busy so that batches queue up for it, then close with them queued.
+        const until = Date.now() + 20;
+        while (Date.now() < until);
+        u.close();
+        closed = true;
+        const res = await touch;
+        await new Promise((r) => setTimeout(r, 50));
+        console.log(JSON.stringify({ served, after, touched: res.map((r) => r.touched) }));
+      })();
+    `);
+    expect(out.after, 'events delivered after close()').to.equal(0);
+    expect(out.touched).to.deep.equal([8192, 8192]);
+  });
+
+  it('works when called from inside the pagefault listener', () => {
+    const out = childJson<{ seen: number; touched: number[]; closed: boolean }>(`
+      (async () => {
+        const page = uffd.pageSize();
+        const u = uffd.Userfaultfd.open();
+        const mem = uffd.Mapping.anonymous(8 * page);
+        u.register(mem);
+        let seen = 0;
+        u.on('pagefault', () => { seen++; u.close(); });
+        const res = await uffd.testing.touch(mem, { threads: 2, mode: 'read', partition: false });
+        console.log(JSON.stringify({ seen, touched: res.map((r) => r.touched), closed: u.closed }));
+      })();
+    `);
+    expect(out.seen).to.be.at.least(1);
+    expect(out.touched).to.deep.equal([8, 8]);
+    expect(out.closed).to.equal(true);
+  });
+
+  it('wakes a writer waiting on a write-protected page; its write then lands', function () {
+    skipIf(this, unavailable(MEMTYPES[0], 'PAGEFAULT_FLAG_WP'));
+    const out = childJson<{ wp: boolean; settledBefore: boolean; words: string[] }>(`
+      (async () => {
+        const page = uffd.pageSize();
+        const u = uffd.Userfaultfd.open();
+        const mem = uffd.Mapping.anonymous(4 * page);
+        new Uint8Array(mem.buffer).fill(0xaa); // present before registering
+        u.register(mem, { wp: true });
+        u.writeProtect(mem, true);
+        let settled = false;
+        const touch = uffd.testing.touch(mem, { threads: 1, mode: 'write' }).then((r) => { settled = true; return r; });
+        let ev = [];
+        const until = Date.now() + 5000;
+        while (ev.length === 0 && Date.now() < until) ev = u.readEvents({ timeoutMs: 50 });
+        await new Promise((r) => setTimeout(r, 50));
+        const settledBefore = settled;
+        u.close();
+        await touch;
+        const view = new DataView(mem.buffer);
+        const words = [0, 1, 2, 3].map((i) => '0x' + view.getBigUint64(i * page, true).toString(16));
+        console.log(JSON.stringify({ wp: ev.length > 0 && ev[0].flags.wp, settledBefore, words }));
+      })();
+    `);
+    expect(out.wp).to.equal(true);
+    expect(out.settledBefore).to.equal(false);
+    expect(out.words).to.deep.equal(['0x1', '0x2', '0x3', '0x4']); // 'write' stores unit index + 1
+  });
+});
+
+describe('lifetime: Workers', () => {
+  it('a Worker serving faults is terminated mid-fault: no crash, and close() then releases the threads', () => {
+    const out = childJson<{ stuck: number[]; exitCode: number; settledBefore: boolean; touched: number[]; served: boolean; holes: boolean }>(`
+      const { Worker } = require('node:worker_threads');
+      (async () => {
+        const page = uffd.pageSize();
+        const pages = 16;
+        const u = uffd.Userfaultfd.open();
+        const mem = uffd.Mapping.anonymous(pages * page);
+        u.register(mem);
+        const stop = new Int32Array(new SharedArrayBuffer(4));
+        // The Worker resolves the first half of the pages and leaves faults on the second half pending.
+        const w = new Worker(\`
+          const { workerData, parentPort } = require('node:worker_threads');
+          const { openShared, serveFaults, pageSize } = require(workerData.pkg);
+          const u = openShared(workerData.uffd);
+          const page = BigInt(pageSize());
+          const src = Buffer.alloc(pageSize(), 0x5a);
+          serveFaults(u, (ev) => {
+            if (ev.type !== 'pagefault') return;
+            const index = Number((ev.address - workerData.base) / page);
+            if (index < workerData.pages / 2) u.copy(ev.address - (ev.address % page), src);
+            else parentPort.postMessage(index);
+          }, { stop: workerData.stop, timeoutMs: 20 });
+        \`, { eval: true, workerData: { pkg: ARGS.pkg, uffd: uffd.shareUffd(u), stop, base: mem.address, pages } });
+        const stuck = [];
+        const twoStuck = new Promise((resolve) => w.on('message', (i) => { stuck.push(i); if (stuck.length === 2) resolve(); }));
+        let settled = false;
+        const touch = uffd.testing.touch(mem, { threads: 2, mode: 'read' }).then((r) => { settled = true; return r; });
+        await twoStuck;
+        const exitCode = await w.terminate();
+        await new Promise((r) => setTimeout(r, 100));
+        const settledBefore = settled;
+        u.close();
+        const res = await touch;
+        const bytes = new Uint8Array(mem.buffer);
+        const half = (pages / 2) * page;
+        console.log(JSON.stringify({
+          stuck: stuck.sort((a, b) => a - b), exitCode, settledBefore, touched: res.map((r) => r.touched),
+          served: bytes.subarray(0, half).every((b) => b === 0x5a),
+          holes: bytes.subarray(half).every((b) => b === 0),
+        }));
+      })();
+    `);
+    // Thread 0 touches even pages, thread 1 odd ones: each stops at its first page of the second half.
+    expect(out.stuck).to.deep.equal([8, 9]);
+    expect(out.exitCode).to.equal(1); // what terminate() reports
+    expect(out.settledBefore, 'threads were still waiting after the Worker was gone').to.equal(false);
+    expect(out.touched).to.deep.equal([8, 8]);
+    expect(out.served).to.equal(true);
+    expect(out.holes).to.equal(true);
+  });
+
+  it('five Workers each open, register, serve their own faults (policy + listener), verify and close, at once', () => {
+    interface WorkerResult {
+      id: number;
+      rounds: number;
+      ok: boolean;
+      sums: boolean;
+      js: number;
+      native: number;
+    }
+    const out = childJson<{ results: WorkerResult[]; codes: number[] }>(
+      `
+      const { Worker } = require('node:worker_threads');
+      const code = \`
+        const { workerData, parentPort } = require('node:worker_threads');
+        const lib = require(workerData.pkg);
+        (async () => {
+          const id = workerData.id;
+          const page = lib.pageSize();
+          const pages = 64;
+          const half = (pages / 2) * page;
+          let ok = true, sums = true, js = 0, native = 0;
+          for (let round = 0; round < workerData.rounds; round++) {
+            const u = lib.Userfaultfd.open();
+            const mem = lib.Mapping.anonymous(pages * page);
+            u.register(mem);
+            // Each Worker's and round's own bytes, so that any cross-talk shows.
+            const src = Buffer.alloc(pages * page);
+            for (let i = 0; i < src.length; i += 4) src.writeUInt32LE((id * 0x01000193 + round * 0x9e3779b9 + i * 2654435761) >>> 0, i);
+            let expected = 0n;
+            for (let p = 0; p < pages; p++) expected += src.readBigUInt64LE(p * page);
+            const policy = u.handle({ address: mem.address, length: half }, { copyFrom: src.subarray(0, half) });
+            u.on('pagefault', (ev) => {
+              const off = Number(ev.address - mem.address);
+              u.copy(ev.address, src.subarray(off, off + page));
+              js++;
+            });
+            const res = await lib.testing.touch(mem, { threads: 2, mode: 'read' });
+            const sum = res.reduce((s, r) => s + r.sum, 0n);
+            sums = sums && (sum & 0xffffffffffffffffn) === (expected & 0xffffffffffffffffn);
+            ok = ok && Buffer.compare(Buffer.from(mem.buffer), src) === 0;
+            native += policy.stats().faults;
+            u.close();
+            mem.unmap();
+          }
+          parentPort.postMessage({ id, rounds: workerData.rounds, ok, sums, js, native });
+        })();
+      \`;
+      (async () => {
+        const results = [];
+        const codes = await Promise.all([0, 1, 2, 3, 4].map((id) => new Promise((resolve, reject) => {
+          const w = new Worker(code, { eval: true, workerData: { pkg: ARGS.pkg, id, rounds: 3 } });
+          w.on('message', (m) => results.push(m));
+          w.on('error', reject);
+          w.on('exit', resolve);
+        })));
+        console.log(JSON.stringify({ results: results.sort((a, b) => a.id - b.id), codes }));
+      })();
+    `,
+      { timeoutMs: 20000 },
+    );
+    expect(out.codes).to.deep.equal([0, 0, 0, 0, 0]);
+    expect(out.results.map((r) => r.id)).to.deep.equal([0, 1, 2, 3, 4]);
+    for (const r of out.results) {
+      expect(r, `worker ${r.id}`).to.deep.include({ ok: true, sums: true });
+      // One read per page, one fault per page: half served natively, half by the listener.
+      expect(r.native, `worker ${r.id} native`).to.equal(r.rounds * 32);
+      expect(r.js, `worker ${r.id} js`).to.equal(r.rounds * 32);
+    }
+  });
+});
+
+describe('lifetime: ref() and unref()', () => {
+  const cases: { title: string; setup: string; alive: boolean }[] = [
+    { title: 'an idle listener with unref() lets the process exit', setup: `u.on('pagefault', () => {}); u.unref();`, alive: false },
+    { title: 'unref() before the first listener holds too', setup: `u.unref(); u.on('pagefault', () => {});`, alive: false },
+    { title: 'an unref()ed events() iterator lets the process exit', setup: `u.unref(); (async () => { for await (const ev of u.events()) void ev; })();`, alive: false },
+    { title: 'an unref()ed uffd serving through a native policy lets the process exit', setup: `u.handle(mem, { zero: true }); u.unref();`, alive: false },
+    { title: 'an idle listener keeps the process alive', setup: `u.on('pagefault', () => {});`, alive: true },
+    { title: 'ref() after unref() keeps it alive again', setup: `u.on('pagefault', () => {}); u.unref(); u.ref();`, alive: true },
+  ];
+  for (const c of cases) {
+    it(c.title, () => {
+      // Kept alive: killed after 4 s (an unref()ed timer, which cannot keep it alive itself,
+      // shows the loop still turning). Not kept alive: exits by itself long before the limit.
+      const r = runChild(
+        `
+        const u = uffd.Userfaultfd.open();
+        const mem = uffd.Mapping.anonymous(4 * uffd.pageSize());
+        u.register(mem);
+        ${c.setup}
+        console.log('ready');
+        setTimeout(() => console.log('alive'), 500).unref();
+      `,
+        { timeoutMs: c.alive ? 4000 : 10000 },
+      );
+      if (c.alive) {
+        expect(r.stdout.trim(), r.stderr).to.equal('ready\nalive');
+        expect(r.timedOut, 'the child should have been kept alive until killed').to.equal(true);
+      } else {
+        expect(r.stdout.trim(), r.stderr).to.equal('ready');
+        expectClean(r);
+      }
+    });
+  }
+
+  it('an unref()ed uffd still serves faults while something else keeps the process alive', () => {
+    const out = childJson<{ served: number; sum: string }>(`
+      const page = uffd.pageSize();
+      const u = uffd.Userfaultfd.open();
+      const mem = uffd.Mapping.anonymous(8 * page);
+      u.register(mem);
+      u.unref();
+      let served = 0;
+      const src = Buffer.alloc(page);
+      u.on('pagefault', (ev) => { src.writeBigUInt64LE(BigInt(++served), 0); u.copy(ev.address, src); });
+      // The pending touch (its own thread-safe function) is what keeps the loop alive.
+      uffd.testing.touch(mem, { mode: 'read' }).then((r) => console.log(JSON.stringify({ served, sum: String(r[0].sum) })));
+    `);
+    expect(out.served).to.equal(8);
+    expect(out.sum).to.equal(String((8 * 9) / 2));
+  });
+});
+
+describe('lifetime: deadlock guard', () => {
+  for (const type of MEMTYPES) {
+    it(`[${type.name}] a fault raised by the JS thread itself is zero-filled and reported as ERR_UFFD_DEADLOCK_GUARD`, function () {
+      skipIf(this, unavailable(type, type.missingFeature));
+      interface GuardError {
+        name: string;
+        code: string;
+        address: string;
+        threadId: number;
+      }
+      const out = childJson<{ read: number; written: number; neighbour: number; faults: number; errors: GuardError[]; pid: number; base: string; unit: number }>(
+        `
+        const { MEMTYPES } = require(ARGS.memtypes);
+        const type = MEMTYPES.find((t) => t.name === ARGS.type);
+        const u = uffd.Userfaultfd.open();
+        const mem = type.create(2);
+        u.register(mem);
+        let faults = 0;
+        const errors = [];
+        u.on('pagefault', () => faults++);
+        u.on('error', (err) => errors.push({ name: err.name, code: err.code, address: '0x' + err.address.toString(16), threadId: err.threadId }));
+        const v = new Uint8Array(mem.buffer);
+        const read = v[100];           // a read fault on the first unit
+        v[type.unit + 5] = 7;          // a write fault on the second
+        const written = v[type.unit + 5];
+        const neighbour = v[type.unit + 6];
+        setTimeout(() => {
+          u.close();
+          console.log(JSON.stringify({ read, written, neighbour, faults, errors, pid: process.pid, base: '0x' + mem.address.toString(16), unit: type.unit }));
+        }, 200);
+      `,
+        { args: { type: type.name }, timeoutMs: 10000 },
+      );
+      expect(out.read).to.equal(0);
+      expect(out.written).to.equal(7);
+      expect(out.neighbour).to.equal(0);
+      expect(out.faults, 'the guarded faults are not handed to the listener').to.equal(0);
+      expect(out.errors).to.have.length(2);
+      const base = BigInt(out.base);
+      const firstAddresses = [base, base + BigInt(out.unit)];
+      out.errors.forEach((e, i) => {
+        expect(e).to.deep.include({ name: 'FaultError', code: 'ERR_UFFD_DEADLOCK_GUARD', threadId: out.pid });
+        // The reported address lies in the unit that faulted.
+        const at = BigInt(e.address);
+        expect(at >= firstAddresses[i] && at < firstAddresses[i] + BigInt(out.unit), `error ${i} at ${e.address}`).to.equal(true);
+      });
+    });
+  }
+
+  for (const type of MEMTYPES) {
+    it(`[${type.name}] a write of the JS thread to a write-protected page is un-protected; the write lands, the rest is kept`, function () {
+      skipIf(this, unavailable(type, type.wpFeature));
+      const out = childJson<{ written: number; kept: boolean; faults: number; errors: { code: string; ioctl: string }[] }>(
+        `
+        const { MEMTYPES } = require(ARGS.memtypes);
+        const type = MEMTYPES.find((t) => t.name === ARGS.type);
+        const u = uffd.Userfaultfd.open();
+        const mem = type.create(2);
+        const v = new Uint8Array(mem.buffer);
+        v.fill(9); // present before registering
+        u.register(mem, { wp: true });
+        u.writeProtect(mem, true);
+        let faults = 0;
+        const errors = [];
+        u.on('pagefault', () => faults++);
+        u.on('error', (err) => errors.push({ code: err.code, ioctl: err.ioctl }));
+        v[type.unit + 10] = 42;
+        const written = v[type.unit + 10];
+        v[type.unit + 10] = 9;
+        const kept = v.every((b) => b === 9);
+        setTimeout(() => {
+          u.close();
+          console.log(JSON.stringify({ written, kept, faults, errors }));
+        }, 200);
+      `,
+        { args: { type: type.name }, timeoutMs: 10000 },
+      );
+      expect(out.written).to.equal(42);
+      expect(out.kept).to.equal(true);
+      expect(out.faults).to.equal(0);
+      expect(out.errors).to.deep.equal([{ code: 'ERR_UFFD_DEADLOCK_GUARD', ioctl: 'UFFDIO_WRITEPROTECT' }]);
+    });
+  }
+
+  for (const type of MEMTYPES.filter((t) => t.minorFeature !== undefined)) {
+    it(`[${type.name}] a MINOR fault of the JS thread is continued: it reads the page cache's bytes`, function () {
+      skipIf(this, unavailable(type, type.minorFeature));
+      const out = childJson<{ read: number; faults: number; errors: { code: string; ioctl: string }[] }>(
+        `
+        const { MEMTYPES } = require(ARGS.memtypes);
+        const type = MEMTYPES.find((t) => t.name === ARGS.type);
+        const u = uffd.Userfaultfd.open();
+        const mem = type.create(2);
+        const alias = mem.alias();
+        new Uint8Array(alias.buffer).fill(5); // in the page cache, not mapped in mem
+        u.register(mem, { minor: true });
+        let faults = 0;
+        const errors = [];
+        u.on('pagefault', () => faults++);
+        u.on('error', (err) => errors.push({ code: err.code, ioctl: err.ioctl }));
+        const read = new Uint8Array(mem.buffer)[type.unit + 3];
+        setTimeout(() => {
+          u.close();
+          console.log(JSON.stringify({ read, faults, errors }));
+        }, 200);
+      `,
+        { args: { type: type.name }, timeoutMs: 10000 },
+      );
+      expect(out.read).to.equal(5);
+      expect(out.faults).to.equal(0);
+      expect(out.errors).to.deep.equal([{ code: 'ERR_UFFD_DEADLOCK_GUARD', ioctl: 'UFFDIO_CONTINUE' }]);
+    });
+  }
+
+  it("in a Worker, the guard watches the Worker's own thread", () => {
+    const out = childJson<{ read: number; faults: number; errors: { code: string; threadId: number }[]; pid: number }>(`
+      const { Worker } = require('node:worker_threads');
+      const w = new Worker(\`
+        const { workerData, parentPort } = require('node:worker_threads');
+        const lib = require(workerData.pkg);
+        const u = lib.Userfaultfd.open();
+        const mem = lib.Mapping.anonymous(2 * lib.pageSize());
+        u.register(mem);
+        let faults = 0;
+        const errors = [];
+        u.on('pagefault', () => faults++);
+        u.on('error', (err) => errors.push({ code: err.code, threadId: err.threadId }));
+        const read = new Uint8Array(mem.buffer)[0];
+        setTimeout(() => { u.close(); parentPort.postMessage({ read, faults, errors }); }, 100);
+      \`, { eval: true, workerData: { pkg: ARGS.pkg } });
+      w.on('message', (m) => console.log(JSON.stringify({ ...m, pid: process.pid })));
+    `);
+    expect(out.read).to.equal(0);
+    expect(out.faults).to.equal(0);
+    expect(out.errors).to.have.length(1);
+    expect(out.errors[0].code).to.equal('ERR_UFFD_DEADLOCK_GUARD');
+    expect(out.errors[0].threadId, "the Worker's thread, not the main thread").to.be.a('number').and.not.equal(out.pid);
+  });
+
+  it('without the guard the same fault hangs the JS thread (the child is killed by the timeout)', () => {
+    const r = runChild(
+      `
+      const u = uffd.Userfaultfd.open({ deadlockGuard: false });
+      const mem = uffd.Mapping.anonymous(uffd.pageSize());
+      u.register(mem);
+      u.on('pagefault', () => {});
+      console.log('faulting');
+      console.log(new Uint8Array(mem.buffer)[0]);
+    `,
+      { timeoutMs: 4000 },
+    );
+    expect(r.stdout.trim()).to.equal('faulting');
+    expect(r.timedOut).to.equal(true);
+  });
+});
+
+describe('lifetime: events() backpressure', () => {
+  it('while the queue is full, the deadlock guard still resolves a fault of the JS thread', () => {
+    const out = childJson<{ read: number; errors: string[]; touched: number[] }>(`
+      (async () => {
+        const page = uffd.pageSize();
+        const u = uffd.Userfaultfd.open();
+        const mem = uffd.Mapping.anonymous(16 * page);
+        const self = uffd.Mapping.anonymous(2 * page);
+        u.register(mem);
+        u.register(self);
+        const errors = [];
+        u.on('error', (err) => errors.push(err.code));
+        u.events({ highWaterMark: 2 }); // never consumed: 4 faults fill it and pause the event thread
+        const touch = uffd.testing.touch(mem, { threads: 4 });
+        await new Promise((r) => setTimeout(r, 200));
+        const read = new Uint8Array(self.buffer)[0]; // only the guard can resolve this
+        await new Promise((r) => setTimeout(r, 50));
+        u.close();
+        const res = await touch;
+        console.log(JSON.stringify({ read, errors, touched: res.map((r) => r.touched) }));
+      })();
+    `);
+    expect(out.read).to.equal(0);
+    expect(out.errors).to.deep.equal(['ERR_UFFD_DEADLOCK_GUARD']);
+    expect(out.touched).to.deep.equal([4, 4, 4, 4]);
+  });
+
+  it('while the queue is full, native policies keep resolving; the held events then arrive, none lost', () => {
+    const out = childJson<{ policySum: string; expected: string; events: number; distinct: number; touched: number[] }>(`
+      (async () => {
+        const page = uffd.pageSize();
+        const u = uffd.Userfaultfd.open();
+        const js = uffd.Mapping.anonymous(64 * page);
+        const pol = uffd.Mapping.anonymous(64 * page);
+        u.register(js);
+        u.register(pol);
+        const src = Buffer.alloc(64 * page);
+        let expected = 0n;
+        for (let p = 0; p < 64; p++) { src.writeBigUInt64LE(BigInt(p * 11 + 1), p * page); expected += BigInt(p * 11 + 1); }
+        u.handle(pol, { copyFrom: src });
+        const it = u.events({ highWaterMark: 2 });
+        const jsTouch = uffd.testing.touch(js, { threads: 4 });
+        await new Promise((r) => setTimeout(r, 100));
+        // JS is taking no events now; the policy range is served anyway.
+        const res = await uffd.testing.touch(pol, { threads: 2, mode: 'read' });
+        const policySum = res[0].sum + res[1].sum;
+        // Drain: every page of the JS range faults exactly once, in some order.
+        const pages = new Set();
+        let events = 0;
+        for await (const ev of it) {
+          events++;
+          pages.add(ev.address);
+          u.zeropage(ev.address, page);
+          if (pages.size === 64) break;
+        }
+        const touched = (await jsTouch).map((r) => r.touched);
+        u.close();
+        console.log(JSON.stringify({ policySum: String(policySum), expected: String(expected), events, distinct: pages.size, touched }));
+      })();
+    `);
+    expect(out.policySum).to.equal(out.expected);
+    expect(out.distinct).to.equal(64);
+    expect(out.events).to.equal(64);
+    expect(out.touched).to.deep.equal([16, 16, 16, 16]);
+  });
+});
+
+describe('lifetime: the Worker pattern (a Worker serves, the main thread touches the buffer directly)', () => {
+  for (const type of MEMTYPES) {
+    it(`[${type.name}] every byte the main thread reads and writes is right`, function () {
+      skipIf(this, unavailable(type, type.missingFeature));
+      const out = childJson<{ badUnits: number[]; faults: number; served: number; wrongThread: number; units: number; code: number }>(
+        `
+        const { Worker } = require('node:worker_threads');
+        const { MEMTYPES } = require(ARGS.memtypes);
+        const type = MEMTYPES.find((t) => t.name === ARGS.type);
+        const unit = type.unit;
+        const units = type.hugetlb ? 4 : 64;
+        const pattern = (index) => {
+          const b = Buffer.alloc(unit);
+          for (let i = 0; i < unit; i += 4) b.writeUInt32LE(((index + 1) * 2246822519 + i * 3266489917) >>> 0, i);
+          return b;
+        };
+        const u = uffd.Userfaultfd.open();
+        const mem = type.create(units);
+        u.register(mem);
+        const stop = new Int32Array(new SharedArrayBuffer(4));
+        const w = new Worker(\`
+          const { workerData, parentPort } = require('node:worker_threads');
+          const { openShared, serveFaults } = require(workerData.pkg);
+          const unit = workerData.unit;
+          const pattern = \${pattern.toString()};
+          const u = openShared(workerData.uffd);
+          let faults = 0, wrongThread = 0;
+          const served = serveFaults(u, (ev) => {
+            if (ev.type !== 'pagefault') return;
+            faults++;
+            if (ev.threadId !== workerData.mainTid) wrongThread++;
+            const at = ev.address - (ev.address % BigInt(unit));
+            u.copy(at, pattern(Number((at - workerData.base) / BigInt(unit))));
+          }, { stop: workerData.stop });
+          u.close();
+          parentPort.postMessage({ faults, served, wrongThread });
+        \`, { eval: true, workerData: { pkg: ARGS.pkg, uffd: uffd.shareUffd(u), stop, base: mem.address, unit, mainTid: process.pid } });
+        let result;
+        w.on('message', (m) => { result = m; });
+        w.on('online', () => {
+          // The main thread faults on every unit; the Worker fills it while this thread sleeps.
+          const bytes = new Uint8Array(mem.buffer);
+          const badUnits = [];
+          for (let i = 0; i < units; i++) {
+            const want = pattern(i);
+            const at = i * unit;
+            if (i % 2 === 1) {
+              // Odd units: written first (a write fault), then the rest must still be the pattern.
+              bytes[at + 3] = 0xee;
+              new DataView(mem.buffer).setFloat64(at + unit - 8, 1.5, true);
+              want[3] = 0xee;
+              want.writeDoubleLE(1.5, unit - 8);
+            }
+            if (Buffer.compare(Buffer.from(mem.buffer, at, unit), want) !== 0) badUnits.push(i);
+          }
+          Atomics.store(stop, 0, 1);
+          w.on('exit', (code) => {
+            u.close();
+            console.log(JSON.stringify({ badUnits, units, code, ...result }));
+          });
+        });
+      `,
+        { args: { type: type.name } },
+      );
+      expect(out.code).to.equal(0);
+      expect(out.badUnits).to.deep.equal([]);
+      expect(out.faults, 'one fault per unit').to.equal(out.units);
+      expect(out.served).to.equal(out.units);
+      expect(out.wrongThread, 'every fault reports the main thread as its thread').to.equal(0);
+    });
+  }
+});
+
+describe('lifetime: environment teardown with the event thread running', () => {
+  it('Workers that start a listener and leave without close() (process.exit, terminate, unref) do not crash or hang the process', () => {
+    const out = childJson<{ codes: number[]; after: string }>(`
+      const { Worker } = require('node:worker_threads');
+      const body = (ending) => \`
+        const { workerData, parentPort } = require('node:worker_threads');
+        const lib = require(workerData.pkg);
+        const u = lib.Userfaultfd.open();
+        const mem = lib.Mapping.anonymous(16 * lib.pageSize());
+        u.register(mem);
+        u.on('pagefault', (ev) => u.zeropage(ev.address, lib.pageSize()));
+        u.handle({ address: mem.address, length: 8 * lib.pageSize() }, { zero: true });
+        lib.testing.touch({ address: mem.address, length: 16 * lib.pageSize() }, { threads: 2 }).then(() => {
+          parentPort.postMessage('served');
+          \${ending}
+        });
+      \`;
+      const run = (ending, terminate) => new Promise((resolve, reject) => {
+        const w = new Worker(body(ending), { eval: true, workerData: { pkg: ARGS.pkg } });
+        w.on('error', reject);
+        w.on('exit', resolve);
+        w.on('message', () => { if (terminate) w.terminate(); });
+      });
+      (async () => {
+        const codes = [];
+        for (let i = 0; i < 3; i++) {
+          codes.push(await run('process.exit(0);', false));
+          codes.push(await run('', true));
+          codes.push(await run('u.unref();', false));
+        }
+        // The addon still works in this thread afterwards.
+        const u = uffd.Userfaultfd.open();
+        const mem = uffd.Mapping.anonymous(4 * uffd.pageSize());
+        u.register(mem);
+        u.handle(mem, { zero: true });
+        const r = await uffd.testing.touch(mem, { threads: 2 });
+        u.close();
+        console.log(JSON.stringify({ codes, after: String(r[0].sum + r[1].sum) }));
+      })();
+    `);
+    expect(out.codes).to.deep.equal([0, 1, 0, 0, 1, 0, 0, 1, 0]);
+    expect(out.after).to.equal('0');
+  });
+
+  it('a Worker whose listener throws (no error listener) dies of it; its teardown releases the faults it served', () => {
+    const out = childJson<{ err: string; code: number; touched: number[] }>(`
+      const { Worker } = require('node:worker_threads');
+      (async () => {
+        const page = uffd.pageSize();
+        const mem = uffd.Mapping.anonymous(64 * page);
+        const w = new Worker(\`
+          const { workerData, parentPort } = require('node:worker_threads');
+          const lib = require(workerData.pkg);
+          const u = lib.Userfaultfd.open();
+          u.register({ address: workerData.address, length: workerData.length });
+          let n = 0;
+          u.on('pagefault', (ev) => {
+            if (++n === 5) throw new Error('boom');
+            u.zeropage(ev.address, lib.pageSize());
+          });
+          parentPort.postMessage('ready');
+        \`, { eval: true, workerData: { pkg: ARGS.pkg, address: mem.address, length: 64 * page } });
+        let err;
+        w.on('error', (e) => { err = e.message; });
+        await new Promise((r) => w.once('message', r));
+        const touch = uffd.testing.touch(mem, { threads: 2 });
+        const code = await new Promise((r) => w.on('exit', r));
+        const res = await touch;
+        console.log(JSON.stringify({ err, code, touched: res.map((r) => r.touched) }));
+      })();
+    `);
+    expect(out.err).to.equal('boom');
+    expect(out.code).to.equal(1);
+    expect(out.touched).to.deep.equal([32, 32]);
+  });
+
+  it('process.exit() with the event thread running and faults pending exits cleanly', () => {
+    const r = runChild(
+      `
+      const page = uffd.pageSize();
+      const u = uffd.Userfaultfd.open();
+      const mem = uffd.Mapping.anonymous(64 * page);
+      u.register(mem);
+      let seen = 0;
+      u.on('pagefault', () => {
+        if (++seen === 2) setTimeout(() => { console.log('exiting'); process.exit(0); }, 20);
+      });
+      uffd.testing.touch(mem, { threads: 2 });
+    `,
+      { timeoutMs: 10000 },
+    );
+    expectClean(r);
+    expect(r.stdout.trim()).to.equal('exiting');
+  });
+
+  it('a Worker whose uffd serves the main thread\'s memory is terminated with faults in flight: its teardown releases them', () => {
+    const out = childJson<{ seen: number; touched: number[]; intact: boolean }>(`
+      const { Worker } = require('node:worker_threads');
+      (async () => {
+        const page = uffd.pageSize();
+        const pages = 4096;
+        const mem = uffd.Mapping.anonymous(pages * page);
+        // The Worker opens its own uffd over the main thread's mapping and serves it slowly from its
+        // event thread, so batches are still queued for it when it goes.
+        const w = new Worker(\`
+          const { workerData, parentPort } = require('node:worker_threads');
+          const lib = require(workerData.pkg);
+          const page = lib.pageSize();
+          const u = lib.Userfaultfd.open();
+          u.register({ address: workerData.address, length: workerData.length });
+          const src = Buffer.alloc(page, 0x33);
+          let seen = 0;
+          u.on('pagefault', (ev) => {
+            const until = Date.now() + 1;
+            while (Date.now() < until);
+            try { u.copy(ev.address, src); } catch (err) { if (err.code !== 'EEXIST') throw err; }
+            if (++seen === 64) parentPort.postMessage(seen);
+          });
+          parentPort.postMessage('ready');
+        \`, { eval: true, workerData: { pkg: ARGS.pkg, address: mem.address, length: pages * page } });
+        let seen = 0;
+        const started = new Promise((resolve) => w.on('message', (m) => { if (m === 'ready') resolve(); else { seen = m; w.terminate(); } }));
+        const exited = new Promise((resolve) => w.on('exit', resolve));
+        await started;
+        const res = await uffd.testing.touch(mem, { threads: 4, mode: 'read', order: 'random', partition: false });
+        await exited;
+        const bytes = new Uint8Array(mem.buffer);
+        let intact = true;
+        for (let p = 0; p < pages; p++) {
+          const b = bytes[p * page];
+          if (b !== 0 && b !== 0x33) intact = false;
+        }
+        console.log(JSON.stringify({ seen, touched: res.map((r) => r.touched), intact }));
+      })();
+    `);
+    expect(out.seen).to.equal(64);
+    expect(out.touched).to.deep.equal([4096, 4096, 4096, 4096]);
+    expect(out.intact).to.equal(true);
+  });
+});
