@@ -187,8 +187,11 @@ export interface ConcurrentCompaction {
    * MoveError if a move fails; the policy then stays, so faults keep being served where they can.
    */
   readonly done: Promise<Compaction>;
-  /** Counters so far. */
-  progress(): { movedInBackground: number; faultsServed: number };
+  /**
+   * Counters so far: pages the background pass moved, pages it found already moved on demand
+   * (skipped), and faults the event thread served (a page faulted by two threads counts twice).
+   */
+  progress(): { movedInBackground: number; alreadyMoved: number; faultsServed: number };
 }
 
 interface Plan {
@@ -323,6 +326,7 @@ function concurrent(uffd: Userfaultfd, from: Mapping, to: Mapping, p: Plan, opts
   let policy: PolicyHandle | undefined;
   if (p.livePages > 0) policy = uffd.handle({ address: layoutStart, length: p.livePages * p.page }, { moveFrom: table }, { unit: p.page });
   let movedInBackground = 0;
+  let alreadyMoved = 0;
   const report: MoveReport = { moved: 0, copied: 0, holes: undefined, hugeMoves: undefined, retries: 0, ioctls: 0, atomic: true };
 
   const done = (async (): Promise<Compaction> => {
@@ -335,10 +339,12 @@ function concurrent(uffd: Userfaultfd, from: Mapping, to: Mapping, p: Plan, opts
       if (uffd.closed) throw Object.assign(new Error('the userfaultfd was closed during a concurrent compaction'), { code: 'ERR_UFFD_CLOSED' });
       const chunk = new BigUint64Array(background.slice(i, i + 3));
       const r = moveSkippingMapped(uffd, chunk, { retry: opts.retry });
-      report.moved += r.report.moved - r.skipped * p.page;
+      // r.report.moved already leaves out the pages skipped as moved on demand.
+      report.moved += r.report.moved;
       report.ioctls += r.report.ioctls;
       report.retries += r.report.retries;
       movedInBackground += Number(chunk[2]) / p.page - r.skipped;
+      alreadyMoved += r.skipped;
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     // Live holes become zero pages (EEXIST: a fault got there first), so that nothing in the
@@ -371,6 +377,6 @@ function concurrent(uffd: Userfaultfd, from: Mapping, to: Mapping, p: Plan, opts
   return {
     forwarding,
     done,
-    progress: () => ({ movedInBackground, faultsServed: policy?.stats().faults ?? 0 }),
+    progress: () => ({ movedInBackground, alreadyMoved, faultsServed: policy?.stats().faults ?? 0 }),
   };
 }

@@ -64,6 +64,36 @@ describe('compact (concurrent)', function () {
     }
   });
 
+  it('racing: threads fault on the same pages while the pass moves them; repeated, every page intact', async function () {
+    let skipped = 0;
+    let onDemand = 0;
+    for (let round = 0; round < 6; round++) {
+      const pages = 1024;
+      const { from, to } = spaces(pages, pages);
+      const live: number[] = [];
+      for (let i = 0; i < pages; i++) if ((i * 7 + round) % 5 !== 0) live.push(i);
+      const c = compact(uffd, from, to, live, { mode: 'concurrent', chunkPages: 1 });
+      // Both threads touch every page (no partition), in random orders: the event thread sees
+      // the same page twice (EEXIST, wake), and the pass finds pages already moved (skipped).
+      const touching = testing.touch({ address: to.address, length: live.length * PAGE }, { threads: 2, partition: false, order: 'random', seed: round + 1 });
+      const result = await c.done;
+      const sums = await touching;
+      const expected = live.reduce((n, old) => n + BigInt(old + 1), 0n);
+      for (const r of sums) expect(r.sum, `round ${round}`).to.equal(expected);
+      expect(result.pagesMoved).to.equal(live.length);
+      const progress = c.progress();
+      // Each live page went exactly one way: by the pass, or on demand (then the pass skipped it
+      // or had not reached it yet).
+      expect(result.report.moved).to.equal(progress.movedInBackground * PAGE);
+      expect(progress.movedInBackground).to.be.at.most(live.length);
+      skipped += progress.alreadyMoved;
+      onDemand += result.faultsServed;
+      for (const [old, now] of result.forwarding.entries()) expect(pageHolds(to.bytes(), now, old), `round ${round}: old ${old}`).to.equal(true);
+      maps.splice(0).forEach((m) => m.unmap());
+    }
+    process.stdout.write(`      ${onDemand} faults served on demand, ${skipped} pages the pass found already moved, over 6 rounds\n`);
+  });
+
   it('live holes become zero pages; the dead pages stay', async function () {
     const from = map(Mapping.anonymous(8 * PAGE));
     fillPage(from.bytes(), 1, 1);
