@@ -31,6 +31,11 @@ export interface PageRun {
 }
 
 const REGIONS = 256;
+// The scan's constant fields, made once: a BigInt operation allocates, and a scan runs per call
+// of movePages when it counts huge moves.
+const REGIONS_WORD = BigInt(REGIONS);
+const ANY_POPULATED = PRESENT | SWAPPED;
+const RETURNED = PRESENT | SWAPPED | HUGE;
 // One descriptor per environment, opened on first use: opening /proc/self/pagemap costs more
 // than the scan itself, and a scan runs on every movePages call that needs one.
 let pagemapFd: number | undefined;
@@ -70,9 +75,9 @@ function scan(start: bigint, end: bigint): PageRun[] {
     args[SCAN_ARG.size] = SCAN_ARG_SIZE;
     args[SCAN_ARG.start] = from;
     args[SCAN_ARG.end] = end;
-    args[SCAN_ARG.vecLen] = BigInt(REGIONS);
-    args[SCAN_ARG.categoryAnyofMask] = PRESENT | SWAPPED;
-    args[SCAN_ARG.returnMask] = PRESENT | SWAPPED | HUGE;
+    args[SCAN_ARG.vecLen] = REGIONS_WORD;
+    args[SCAN_ARG.categoryAnyofMask] = ANY_POPULATED;
+    args[SCAN_ARG.returnMask] = RETURNED;
     const n = native.pagemapScan(fd(), args, vec);
     for (let i = 0; i < n; i++) {
       const run = { start: vec[i * 3], end: vec[i * 3 + 1], categories: vec[i * 3 + 2] };

@@ -363,10 +363,15 @@ function pmdSize(): bigint | undefined {
 
 /** The 2 MiB-aligned part of [dst, dst + length) whose source is aligned too, if any. */
 function hugeWindow(dst: bigint, src: bigint, length: number, pmd: bigint | undefined): { start: bigint; end: bigint } | undefined {
-  if (pmd === undefined || length < Number(pmd) || (dst - src) % pmd !== 0n) return undefined;
-  const start = ((dst + pmd - 1n) / pmd) * pmd;
-  const end = ((dst + BigInt(length)) / pmd) * pmd;
-  return end > start ? { start, end } : undefined;
+  if (pmd === undefined) return undefined;
+  const p = Number(pmd);
+  if (length < p) return undefined;
+  // Plain numbers: user addresses are below 2^53 (see movePages), and this runs per call.
+  const d = Number(dst);
+  if ((d - Number(src)) % p !== 0) return undefined;
+  const start = Math.ceil(d / p) * p;
+  const end = Math.floor((d + length) / p) * p;
+  return end > start ? { start: BigInt(start), end: BigInt(end) } : undefined;
 }
 
 /**
