@@ -13,11 +13,14 @@ describe('docs-move.md', function () {
     skipIf(this, unavailable(undefined, 'MOVE'));
   });
 
-  it('the code example runs and prints what its comments say', function () {
-    const doc = fs.readFileSync(path.resolve(__dirname, '..', '..', 'docs-move.md'), 'utf8');
-    const block = /```js\n([\s\S]*?)```/.exec(doc);
-    expect(block, 'a js example').to.not.equal(null);
-    const code = (block as RegExpExecArray)[1];
+  const doc = fs.readFileSync(path.resolve(__dirname, '..', '..', 'docs-move.md'), 'utf8');
+  const blocks = [...doc.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
+
+  it('has its examples', function () {
+    expect(blocks.length).to.equal(2);
+  });
+
+  blocks.forEach((code, n) => it(`example ${n + 1} runs and prints what its comments say`, function () {
     const expected = [...code.matchAll(/console\.log\(.*\); \/\/ (.*)$/gm)].map((m) => m[1]);
     expect(expected.length).to.be.at.least(2);
     // A block of its own: the child's prelude already declares `uffd`.
@@ -25,5 +28,5 @@ describe('docs-move.md', function () {
     expect(r.timedOut, r.stderr).to.equal(false);
     expect(r.status, r.stderr).to.equal(0);
     expect(r.stdout.trim().split('\n')).to.deep.equal(expected);
-  });
+  }));
 });
