@@ -96,6 +96,44 @@ describe('move data integrity', function () {
     expect(sha(gathered)).to.equal(checksumBefore);
   });
 
+  it('in two Workers at once: each moves its own pages back and forth, every page intact', async function () {
+    const { Worker } = await import('node:worker_threads');
+    const pkg = require.resolve('../lib/index');
+    const code = `
+      const { parentPort } = require('node:worker_threads');
+      const u = require(${JSON.stringify(pkg)});
+      const page = u.pageSize();
+      const uffd = u.Userfaultfd.open({ features: ['MOVE'] });
+      const a = u.Mapping.anonymous(64 * page);
+      const b = u.Mapping.anonymous(64 * page);
+      a.madvise('DONTFORK');
+      b.madvise('DONTFORK');
+      for (let i = 0; i < 64; i++) new DataView(a.buffer).setUint32(i * page, i + 1, true);
+      uffd.register(a);
+      uffd.register(b);
+      let moves = 0;
+      for (let round = 0; round < 20; round++) {
+        const [from, to] = round % 2 === 0 ? [a, b] : [b, a];
+        for (let i = 0; i < 64; i++) u.movePages(uffd, to.address + BigInt(i * page), from.address + BigInt(i * page), page);
+        moves += 64;
+      }
+      let ok = true;
+      for (let i = 0; i < 64; i++) ok = ok && new DataView(a.buffer).getUint32(i * page, true) === i + 1;
+      uffd.close();
+      parentPort.postMessage({ moves, ok });`;
+    const run = (): Promise<{ moves: number; ok: boolean }> =>
+      new Promise((resolve, reject) => {
+        const w = new Worker(code, { eval: true });
+        w.once('message', resolve);
+        w.once('error', reject);
+      });
+    const results = await Promise.all([run(), run()]);
+    expect(results).to.deep.equal([
+      { moves: 1280, ok: true },
+      { moves: 1280, ok: true },
+    ]);
+  });
+
   describe('movePageList', function () {
     it('moves a list given as specs or as a BigUint64Array in one call', function () {
       const src = area(8 * PAGE);
