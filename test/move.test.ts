@@ -104,6 +104,22 @@ describe('movePages', function () {
       for (let i = 0; i < dst.length / PAGE; i += 97) expect(pageHolds(bytes, i, i), `page ${i}`).to.equal(true);
     });
 
+    it('wake: false moves without waking the waiting thread; wake() then lets it go', async function () {
+      const { src, dst } = pair(1);
+      let settled = false;
+      const touching = testing.touch({ address: dst.address, length: PAGE }).then((r) => {
+        settled = true;
+        return r;
+      });
+      await sleep(50);
+      expect(movePages(uffd, dst.address, src.address, PAGE, { wake: false }).moved).to.equal(PAGE);
+      await sleep(50);
+      expect(settled, 'still asleep: DONTWAKE').to.equal(false);
+      uffd.wake({ address: dst.address, length: PAGE });
+      const [r] = await touching;
+      expect(r.sum).to.equal(1n);
+    });
+
     it('move with allowSrcHoles: holes are counted and stay unmapped at the destination', function () {
       const { src, dst } = pair(16);
       const holes = [3, 4, 9];
