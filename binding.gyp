@@ -11,7 +11,9 @@
         "native/pagemap.cc",
         "native/reader.cc",
         "native/sysinfo.cc",
-        "native/testing.cc"
+        "native/testing.cc",
+        "native/move.cc",
+        "native/move_testing.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],

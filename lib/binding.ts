@@ -81,10 +81,23 @@ export interface Binding {
   dupFd(fd: number): number;
   closeFd(fd: number): void;
   gettid(): number;
+  /**
+   * UFFDIO_MOVE over `count` [dst, src, length] triples of `ops` (native/move.cc). `state` is in
+   * [op index, bytes of it done] and out [op index, bytes done, errno, ioctls issued].
+   */
+  moveBatch(uffd: NativeUffd, ops: BigUint64Array, count: number, mode: bigint, state: Float64Array): void;
+  /** One UFFDIO_MOVE, `done` bytes into it, to the end or to a stop; `state` out as for moveBatch. */
+  moveOne(uffd: NativeUffd, dst: RawAddress, src: RawAddress, length: number, mode: bigint, done: number, state: Float64Array): void;
+  /** madvise(2) MADV_DONTNEED or MADV_REMOVE on any page-aligned range. */
+  madviseRange(address: RawAddress, length: number, advice: number): void;
   testing: {
     touch(address: bigint, length: number, options: object): Promise<import('./testing').TouchThreadResult[]>;
     forkTouch(address: bigint, length: number, options: object): Promise<{ status: number | null; signal: number | null }>;
     madvise(address: bigint, length: number, advice: number): Promise<void>;
+    /** fork(); the child sleeps `ms` then exits, holding our private pages copy-on-write. */
+    forkHold(ms: number): number;
+    /** SIGKILL and waitpid a forkHold child; returns the wait status. */
+    reapChild(pid: number): number;
   };
 }
 

@@ -37,7 +37,9 @@ const HINTS: Record<string, string> = {
   '*:ESRCH': 'the address space this userfaultfd serves has exited',
   'UFFDIO_CONTINUE:EFAULT': 'the page cache has no page there yet: write it through a second mapping first',
   'UFFDIO_MOVE:EBUSY': 'a source page is pinned or shared (after fork, or KSM)',
-  'UFFDIO_MOVE:EINVAL': 'MOVE needs private anonymous memory on both sides with equal protections',
+  'UFFDIO_MOVE:EINVAL':
+    'MOVE needs private anonymous memory on both sides with equal protections, and a destination registered with this userfaultfd',
+  'UFFDIO_MOVE:ENOENT': 'the source has a hole (pass allowSrcHoles to skip it), or no mapping covers the source or the destination',
   'UFFDIO_ZEROPAGE:EINVAL': 'ZEROPAGE is not offered on hugetlbfs ranges',
   'PAGEMAP_SCAN:EPERM':
     'checkWpAsync: part of the range is not registered for WP with a WP_ASYNC userfaultfd (use WriteTracker, or drop checkWpAsync to skip such memory)',

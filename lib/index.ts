@@ -33,3 +33,7 @@ export * as testing from './testing';
 export type { TouchOptions, TouchThreadResult, ForkTouchOptions, ForkTouchResult } from './testing';
 export { shareUffd, openShared, closeShared, serveFaults } from './worker';
 export type { SharedUffd, ServeOptions } from './worker';
+export { movePages, movePageList, MoveError } from './move';
+export type { MovePagesOptions, MoveReport, MoveSpec, RetryOptions } from './move';
+export { compact, ForwardingTable } from './compactor';
+export type { CompactOptions, Compaction, ConcurrentCompaction, ForwardingRun, LiveRange } from './compactor';

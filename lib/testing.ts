@@ -117,3 +117,19 @@ export async function madvise(range: { address: Address; length: number }, advic
   await native.testing.madvise(toAddress(range.address), toLength(range.length), value);
   void keep;
 }
+
+/**
+ * fork() this process; the child sleeps `ms` milliseconds, then exits. Until then every private
+ * page not marked MADV_DONTFORK is shared copy-on-write with it, so UFFDIO_MOVE of such a page
+ * fails with EBUSY. Returns the child's pid: pass it to {@link reapChild}. The child dies with
+ * this process.
+ */
+export function forkHold(ms: number): number {
+  return native.testing.forkHold(toLength(ms, 'ms', true));
+}
+
+/** Kill (SIGKILL) and wait for a {@link forkHold} child; returns its wait status. */
+export function reapChild(pid: number): number {
+  if (!Number.isSafeInteger(pid) || pid <= 0) throw invalidType('pid must be a positive integer');
+  return native.testing.reapChild(pid);
+}

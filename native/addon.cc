@@ -2,6 +2,7 @@
 #include "addon.h"
 
 #include "errors.h"
+#include "move.h"
 
 AddonData& GetAddonData(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 
@@ -23,6 +24,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitPagemap(env, exports);
   InitSysinfo(env, exports);
   InitTesting(env, exports);
+  InitMove(env, exports);
+  InitMoveTesting(env, exports);  // adds to the testing object
   return exports;
 }
 

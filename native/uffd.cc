@@ -26,6 +26,11 @@ static void CheckReceiver(const Napi::CallbackInfo& info) {
   }
 }
 
+UffdHandle* UffdHandle::Of(const Napi::Value& v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kUffdTag)) return nullptr;
+  return Unwrap(v.As<Napi::Object>());
+}
+
 UffdHandle::UffdHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UffdHandle>(info) {
   fd_ = ArgFd(info, 0, "fd");
   owns_fd_ = info.Length() < 2 || info[1].ToBoolean().Value();

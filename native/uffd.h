@@ -20,6 +20,9 @@ class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
   ~UffdHandle() override;
 
   int fd() const { return fd_; }
+  // The handle `v` wraps, or nullptr if it is not one (checked by type tag, as the methods check
+  // their receiver). For the addon's free functions that take a handle (native/move.cc).
+  static UffdHandle* Of(const Napi::Value& v);
 
  private:
   int LiveFd(Napi::Env env) const;  // throws ERR_UFFD_CLOSED once closed

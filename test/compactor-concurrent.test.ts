@@ -1,0 +1,191 @@
+/**
+ * Concurrent compaction (the ART pattern): compact() returns the forwarding table at once; a
+ * fault on a to-space page not moved yet is resolved in the event thread by moving its
+ * from-space page on demand, while a background pass moves the rest.
+ */
+import { expect } from 'chai';
+import { compact, Mapping, testing, Userfaultfd } from '../lib/index';
+import { runChild } from './helpers/child';
+import { skipIf, unavailable } from './helpers/memtypes';
+import { fillPage, openMoveUffd, PAGE, pageHolds } from './helpers/move';
+
+describe('compact (concurrent)', function () {
+  let uffd: Userfaultfd;
+  const maps: Mapping[] = [];
+  const map = (m: Mapping): Mapping => {
+    maps.push(m);
+    return m;
+  };
+
+  before(function () {
+    skipIf(this, unavailable(undefined, 'MOVE'));
+  });
+  beforeEach(function () {
+    uffd = openMoveUffd();
+  });
+  afterEach(function () {
+    uffd?.close();
+    for (const m of maps.splice(0)) m.unmap();
+  });
+
+  function spaces(fromPages: number, toPages: number): { from: Mapping; to: Mapping } {
+    const from = map(Mapping.anonymous(fromPages * PAGE));
+    from.madvise('DONTFORK');
+    for (let i = 0; i < fromPages; i++) fillPage(from.bytes(), i, i);
+    const to = map(Mapping.anonymous(toPages * PAGE));
+    uffd.register(to, { missing: true });
+    return { from, to };
+  }
+
+  it('mutators use the to-space at once: faults are served by on-demand moves, the rest moves in the background', async function () {
+    const { from, to } = spaces(512, 512);
+    const live: number[] = [];
+    for (let i = 0; i < 512; i++) if (i % 3 !== 1) live.push(i);
+    const c = compact(uffd, from, to, live, { mode: 'concurrent', chunkPages: 16 });
+    const last = live.length - 1;
+    expect(c.forwarding.page(live[last])).to.equal(last);
+    // The JS thread reads a page the background pass has not reached: the event thread moves it.
+    expect(pageHolds(to.bytes({ offset: last * PAGE, length: PAGE }), 0, live[last])).to.equal(true);
+    expect(c.progress().faultsServed).to.be.at.least(1);
+    // Native threads read every page of the layout while the pass runs.
+    const touching = testing.touch({ address: to.address, length: live.length * PAGE }, { threads: 2, order: 'random' });
+    const result = await c.done;
+    const sums = await touching;
+    expect(result).to.include({ pagesMoved: live.length, holes: 0, bytes: live.length * PAGE });
+    expect(result.faultsServed).to.be.at.least(1);
+    expect(result.report.atomic).to.equal(true);
+    expect(result.faultsServed + c.progress().movedInBackground).to.be.at.least(live.length);
+    // Each page's first word is its old index + 1: the threads saw every page's own data.
+    const expectedSum = live.reduce((n, old) => n + BigInt(old + 1), 0n);
+    expect(sums.reduce((n, r) => n + r.sum, 0n)).to.equal(expectedSum);
+    for (const [old, now] of result.forwarding.entries()) {
+      expect(pageHolds(to.bytes(), now, old), `old ${old} -> new ${now}`).to.equal(true);
+      expect(from.bytes({ offset: old * PAGE, length: PAGE }).every((b) => b === 0), `old ${old} emptied`).to.equal(true);
+    }
+  });
+
+  it('racing: threads fault on the same pages while the pass moves them; repeated, every page intact', async function () {
+    let skipped = 0;
+    let onDemand = 0;
+    for (let round = 0; round < 6; round++) {
+      const pages = 1024;
+      const { from, to } = spaces(pages, pages);
+      const live: number[] = [];
+      for (let i = 0; i < pages; i++) if ((i * 7 + round) % 5 !== 0) live.push(i);
+      const c = compact(uffd, from, to, live, { mode: 'concurrent', chunkPages: 1 });
+      // Both threads touch every page (no partition), in random orders: the event thread sees
+      // the same page twice (EEXIST, wake), and the pass finds pages already moved (skipped).
+      const touching = testing.touch({ address: to.address, length: live.length * PAGE }, { threads: 2, partition: false, order: 'random', seed: round + 1 });
+      const result = await c.done;
+      const sums = await touching;
+      const expected = live.reduce((n, old) => n + BigInt(old + 1), 0n);
+      for (const r of sums) expect(r.sum, `round ${round}`).to.equal(expected);
+      expect(result.pagesMoved).to.equal(live.length);
+      const progress = c.progress();
+      // Each live page went exactly one way: by the pass, or on demand (then the pass skipped it
+      // or had not reached it yet).
+      expect(result.report.moved).to.equal(progress.movedInBackground * PAGE);
+      expect(progress.movedInBackground).to.be.at.most(live.length);
+      skipped += progress.alreadyMoved;
+      onDemand += result.faultsServed;
+      for (const [old, now] of result.forwarding.entries()) expect(pageHolds(to.bytes(), now, old), `round ${round}: old ${old}`).to.equal(true);
+      maps.splice(0).forEach((m) => m.unmap());
+    }
+    process.stdout.write(`      ${onDemand} faults served on demand, ${skipped} pages the pass found already moved, over 6 rounds\n`);
+  });
+
+  it('live holes become zero pages; the dead pages stay', async function () {
+    const from = map(Mapping.anonymous(8 * PAGE));
+    fillPage(from.bytes(), 1, 1);
+    fillPage(from.bytes(), 3, 3);
+    fillPage(from.bytes(), 5, 5);
+    const to = map(Mapping.anonymous(8 * PAGE));
+    uffd.register(to);
+    const c = compact(uffd, from, to, [{ offset: PAGE, length: 4 * PAGE }], { mode: 'concurrent' });
+    const result = await c.done;
+    expect(result).to.include({ pagesMoved: 2, holes: 2 });
+    expect(pageHolds(to.bytes(), 0, 1)).to.equal(true);
+    expect(to.bytes({ offset: PAGE, length: PAGE }).every((b) => b === 0)).to.equal(true);
+    expect(pageHolds(to.bytes(), 2, 3)).to.equal(true);
+    expect(pageHolds(from.bytes(), 5, 5)).to.equal(true);
+  });
+
+  it('a to-space page mapped by someone else is a conflict, not a page moved on demand: done rejects', async function () {
+    const { from, to } = spaces(4, 4);
+    uffd.zeropage(to.address + BigInt(2 * PAGE), PAGE);
+    const c = compact(uffd, from, to, [0, 1, 2, 3], { mode: 'concurrent' });
+    let err: unknown;
+    try {
+      await c.done;
+    } catch (e) {
+      err = e;
+    }
+    expect(err).to.have.property('code', 'EEXIST');
+    expect(err).to.have.property('offset', 2 * PAGE);
+    // The page that could not go stays in the from-space: nothing lost.
+    expect(pageHolds(from.bytes(), 2, 2)).to.equal(true);
+    expect(pageHolds(to.bytes(), 3, 3), 'moved on demand through the policy that stays').to.equal(true);
+  });
+
+  it('an empty live set settles at once; copy fallback and allowSrcHoles: false are refused', async function () {
+    const { from, to } = spaces(4, 4);
+    const c = compact(uffd, from, to, [], { mode: 'concurrent' });
+    expect((await c.done).pagesMoved).to.equal(0);
+    expect(() => compact(uffd, from, to, [0], { mode: 'concurrent', fallback: 'copy' })).to.throw(TypeError, /concurrent/);
+    expect(() => compact(uffd, from, to, [0], { mode: 'concurrent', allowSrcHoles: false })).to.throw(TypeError);
+    expect(() => compact(uffd, from, to, [0], { mode: 'concurrent', chunkPages: 0 })).to.throw(RangeError);
+    expect(pageHolds(from.bytes(), 0, 0), 'nothing moved').to.equal(true);
+  });
+
+  it('in a child: a page that cannot move (EBUSY after fork) is an error event; done rejects; the faulting thread waits', function () {
+    const r = runChild(
+      `const u = uffd.Userfaultfd.open({ features: ['MOVE'] });
+       const page = uffd.pageSize();
+       const from = uffd.Mapping.anonymous(4 * page);
+       from.bytes().fill(7);
+       const to = uffd.Mapping.anonymous(4 * page);
+       u.register(to);
+       uffd.testing.reapChild(uffd.testing.forkHold(10000)); // every page now shared: EBUSY
+       const out = {};
+       u.on('error', (e) => { out.event = e.code; });
+       const c = uffd.compact(u, from, to, [0, 1, 2, 3], { mode: 'concurrent' });
+       let touched = false;
+       uffd.testing.touch({ address: to.address, length: page }).then(() => { touched = true; });
+       c.done.catch((e) => { out.done = e.code; });
+       setTimeout(() => {
+         out.touched = touched;
+         console.log(JSON.stringify(out));
+         process.exit(0);
+       }, 500);`,
+      { timeoutMs: 15000 },
+    );
+    expect(r.timedOut, r.stderr).to.equal(false);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(JSON.parse(r.stdout.trim())).to.deep.equal({ event: 'EBUSY', done: 'EBUSY', touched: false });
+  });
+
+  it('in a child: the spaces stay mapped until done even if the caller drops them and the GC runs', function () {
+    // Without the compaction holding them, the GC unmaps the from-space under the background
+    // pass (ENOENT) and the to-space under the event thread.
+    const r = runChild(
+      `const u = uffd.Userfaultfd.open({ features: ['MOVE'] });
+       const page = uffd.pageSize();
+       const N = 512;
+       let from = uffd.Mapping.anonymous(N * page);
+       from.madvise('DONTFORK');
+       from.bytes().fill(9);
+       let to = uffd.Mapping.anonymous(N * page);
+       u.register(to);
+       const c = uffd.compact(u, from, to, [{ offset: 0, length: N * page }], { mode: 'concurrent', chunkPages: 1 });
+       from = undefined;
+       to = undefined;
+       const collector = setInterval(() => global.gc(), 1);
+       const end = (out) => { clearInterval(collector); u.close(); console.log(JSON.stringify(out)); };
+       c.done.then((r) => end({ moved: r.pagesMoved }), (e) => end({ error: e.code }));`,
+      { timeoutMs: 30000, nodeArgs: ['--expose-gc'] },
+    );
+    expect(r.timedOut, r.stderr).to.equal(false);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(JSON.parse(r.stdout.trim())).to.deep.equal({ moved: 512 });
+  });
+});

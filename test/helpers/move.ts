@@ -1,0 +1,77 @@
+/**
+ * Helpers for the MOVE tests: aligned areas, page patterns and their checks.
+ */
+import { createHash } from 'node:crypto';
+import { Mapping, Userfaultfd } from '../../lib/index';
+import { populatedRuns, HUGE } from '../../lib/move-scan';
+import { pageSize, thpSize, thpMode } from '../../lib/sysinfo';
+
+export const PAGE = pageSize();
+
+/** An area of `length` bytes at an `align`-aligned address inside a larger mapping. */
+export interface Area {
+  mapping: Mapping;
+  address: bigint;
+  length: number;
+  /** Byte offset of `address` in the mapping. */
+  offset: number;
+  bytes(offset?: number, length?: number): Uint8Array;
+}
+
+export function area(length: number, options: { align?: number; hugepage?: boolean; prot?: 'rw' | 'r' } = {}): Area {
+  const align = options.align ?? PAGE;
+  const mapping = Mapping.anonymous(length + align, { hugepage: options.hugepage, prot: options.prot });
+  const a = BigInt(align);
+  const address = ((mapping.address + a - 1n) / a) * a;
+  const offset = Number(address - mapping.address);
+  return {
+    mapping,
+    address,
+    length,
+    offset,
+    bytes: (o = 0, l = length - o) => mapping.bytes({ offset: offset + o, length: l }),
+  };
+}
+
+/** Fills page `index` of `bytes` with a pattern of `id`: first word id + 1, then bytes of id. */
+export function fillPage(bytes: Uint8Array, index: number, id: number): void {
+  const page = bytes.subarray(index * PAGE, (index + 1) * PAGE);
+  for (let i = 0; i < PAGE; i++) page[i] = (id * 31 + i * 7 + 1) & 0xff;
+  new DataView(page.buffer, page.byteOffset, 8).setBigUint64(0, BigInt(id + 1), true);
+}
+
+/** Whether page `index` of `bytes` holds the pattern of `id`. */
+export function pageHolds(bytes: Uint8Array, index: number, id: number): boolean {
+  const expected = new Uint8Array(PAGE);
+  fillPage(expected, 0, id);
+  return Buffer.compare(bytes.subarray(index * PAGE, (index + 1) * PAGE), expected) === 0;
+}
+
+export function sha(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+export function openMoveUffd(): Userfaultfd {
+  return Userfaultfd.open({ features: ['MOVE'] });
+}
+
+/** Why whole-PMD moves cannot be tested here, or undefined. */
+export function thpUnavailable(): string | undefined {
+  if (!thpSize()) return 'the kernel has no transparent huge pages';
+  const mode = thpMode();
+  if (mode === 'never') return 'THP is disabled (transparent_hugepage/enabled = never)';
+  return undefined;
+}
+
+/** Whether every PMD block of [address, address + length) is mapped by a huge page. */
+export function allHuge(address: bigint, length: number): boolean {
+  const pmd = BigInt(thpSize() ?? 0);
+  const runs = populatedRuns(address, length);
+  let covered = 0n;
+  for (const r of runs) if ((r.categories & HUGE) !== 0n) covered += r.end - r.start;
+  return pmd > 0n && covered === BigInt(length);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
