@@ -2,7 +2,8 @@
  * Errors shaped like Node's own system errors, so `err.code === 'EEXIST'` works as it does for fs.
  * @module
  */
-import { getSystemErrorMap, getSystemErrorName } from 'node:util';
+import { constants as osConstants } from 'node:os';
+import { getSystemErrorMap } from 'node:util';
 
 /** What the native layer knows about a failed system call. */
 export interface SysErrorDetails {
@@ -83,12 +84,12 @@ export class UffdError extends Error {
   }
 }
 
+// libuv names the errnos it knows; others (ECHILD, EUCLEAN, ...) come from os.constants.
 function safeErrorName(errno: number): string {
-  try {
-    return getSystemErrorName(errno);
-  } catch {
-    return `E${-errno}`;
-  }
+  const known = getSystemErrorMap().get(errno)?.[0];
+  if (known) return known;
+  const named = Object.entries(osConstants.errno).find(([, n]) => n === -errno)?.[0];
+  return named ?? `E${-errno}`;
 }
 
 /**

@@ -335,9 +335,17 @@ bool Reader::Resolve(const uffd_msg& msg, Batch* batch, bool* retried) {
     if (src == 0) {
       r = FillAll(unit, [&](uint64_t d) { return FillZero(uffd_, start + d, unit - d); });
     } else {
-      r = FillAll(unit, [&](uint64_t d) {
-        return UffdMove(uffd_, start + d, src + d, unit - d, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES);
-      });
+      r = FillAll(unit,
+                  [&](uint64_t d) { return UffdMove(uffd_, start + d, src + d, unit - d, 0); });
+      // A hole in the source: with ALLOW_SRC_HOLES the kernel would count it as moved and map
+      // nothing, so the thread would fault again forever. Fill the rest with zeros instead.
+      if (r.err == ENOENT) {
+        uint64_t done = static_cast<uint64_t>(r.bytes);
+        IoctlResult z = FillAll(unit - done, [&](uint64_t d) {
+          return FillZero(uffd_, start + done + d, unit - done - d);
+        });
+        r = {static_cast<int64_t>(done) + z.bytes, z.err};
+      }
     }
   }
 

@@ -56,6 +56,10 @@ describe('api: the handshake rules', () => {
     }
   });
 
+  it('an errno libuv has no name for still gets its name as code', () => {
+    expect(new UffdError({ errno: -10, syscall: 'waitpid' }).code).to.equal('ECHILD');
+  });
+
   it('the descriptor reports API, REGISTER and UNREGISTER', () => {
     using uffd = Userfaultfd.open();
     expect(uffd.ioctls).to.have.members(['API', 'REGISTER', 'UNREGISTER']);

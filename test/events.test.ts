@@ -433,6 +433,19 @@ describe('events: beyond the kernel suite', () => {
     }
   });
 
+  it('a move table entry pointing at a hole in the source maps zeros (and does not spin)', async function () {
+    skipIf(this, unavailable(undefined, 'MOVE'));
+    using uffd = Userfaultfd.open();
+    using mem = Mapping.anonymous(2 * page);
+    using from = Mapping.anonymous(2 * page);
+    new Uint8Array(from.buffer, 0, page).fill(0x31); // page 0 present, page 1 a hole
+    uffd.register(mem);
+    const mover = uffd.handle(mem, { moveFrom: new BigUint64Array([from.address, from.address + BigInt(page)]) });
+    await testing.touch(mem);
+    expect([0, 1].map((i) => new Uint8Array(mem.buffer)[i * page])).to.deep.equal([0x31, 0]);
+    expect(mover.stats()).to.include({ faults: 2, errors: 0 });
+  });
+
   it('policies check their arguments', () => {
     using uffd = Userfaultfd.open();
     using mem = Mapping.anonymous(4 * page);
