@@ -328,18 +328,18 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
 
   /** UFFDIO_CONTINUE: map pages already in the page cache (resolves MINOR faults). */
   continue(dst: Address, length: number, options?: CopyOptions): number {
-    this.#need('CONTINUE');
     const opts = toOptions(options);
     const r = this.#range(dst, length, 'continue');
     const mode = (optBool(opts, 'wake', true) ? 0n : MODE.CONTINUE_DONTWAKE) | (optBool(opts, 'wp', false) ? MODE.CONTINUE_WP : 0n);
+    this.#need('CONTINUE');
     return this.#handle.continue(r.address, r.length, mode);
   }
 
   /** UFFDIO_POISON (Linux >= 6.6): mark pages so that any later access raises SIGBUS. */
   poison(dst: Address, length: number, options?: WakeOption): number {
-    this.#need('POISON');
     const r = this.#range(dst, length, 'poison');
     const mode = optBool(toOptions(options), 'wake', true) ? 0n : MODE.POISON_DONTWAKE;
+    this.#need('POISON');
     return this.#handle.poison(r.address, r.length, mode);
   }
 
@@ -348,11 +348,11 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
    * wakes the waiting writers unless `wake: false`.
    */
   writeProtect(range: Range, on: boolean, options?: WakeOption): void {
-    this.#need('WRITEPROTECT');
     if (typeof on !== 'boolean') throw invalidType('on must be a boolean');
     const r = toRange(range, native.pageSize(), 'writeProtect');
     const wake = optBool(toOptions(options), 'wake', true);
     const mode = (on ? MODE.WRITEPROTECT_WP : 0n) | (wake ? 0n : MODE.WRITEPROTECT_DONTWAKE);
+    this.#need('WRITEPROTECT');
     this.#handle.writeProtect(r.address, r.length, mode);
   }
 
@@ -361,12 +361,12 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
    * sides private anonymous memory of this process; `dst` registered with this uffd.
    */
   move(dst: Address, src: Address, length: number, options?: MoveOptions): number {
-    this.#need('MOVE');
     const opts = toOptions(options);
     const d = this.#range(dst, length, 'move');
     const s = toAddress(src, 'src');
     checkAligned(s, d.length, native.pageSize(), 'move');
     const mode = (optBool(opts, 'wake', true) ? 0n : MODE.MOVE_DONTWAKE) | (optBool(opts, 'allowSrcHoles', false) ? MODE.MOVE_ALLOW_SRC_HOLES : 0n);
+    this.#need('MOVE');
     return this.#handle.move(d.address, s, d.length, mode);
   }
 
@@ -507,7 +507,10 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
   }
 
   // An ioctl newer than the oldest kernels: refuse it by name and version if this kernel lacks it.
+  // Checked after the arguments, and only on an open descriptor: bad input is a TypeError or
+  // RangeError, and a closed uffd is ERR_UFFD_CLOSED, on every kernel alike.
   #need(ioctl: IoctlName): void {
+    if (this.closed) return; // the native call throws ERR_UFFD_CLOSED
     const feature = IOCTL_FEATURE[ioctl];
     if (feature === undefined || (availableFeatureBits() & (1n << BigInt(FEATURES[feature].bit))) !== 0n) return;
     throw new UnsupportedError(`UFFDIO_${ioctl}`, FEATURES[feature].since, `the kernel does not report ${feature}`);

