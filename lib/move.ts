@@ -13,7 +13,7 @@ import { native, type NativeUffd } from './binding';
 import { FEATURES, MADVISE, MODE } from './constants';
 import { invalidType, outOfRange, UffdError, UnsupportedError } from './errors';
 import { holeBytes, hugeBlocks, populatedRuns } from './move-scan';
-import { thpSize } from './sysinfo';
+import { hugePageSize, thpSize } from './sysinfo';
 import { availableFeatureBits, Userfaultfd } from './userfaultfd';
 import { checkAligned, oneOf, optBool, toAddress, toLength, toOptions, type Address } from './validate';
 
@@ -291,7 +291,9 @@ function copyFallback(uffd: Userfaultfd, ops: BigUint64Array, index: number, off
   const start = src + BigInt(offset);
   const end = src + BigInt(limit);
   const runs = populatedRuns(start, limit - offset);
-  const chunk = 2 * 1024 * 1024;
+  // At most 2 MiB at a time, or one huge page where those are larger (arm64 with 16 KiB pages
+  // has 32 MiB hugetlb pages): MADV_DONTNEED of part of a huge page is EINVAL.
+  const chunk = Math.max(2 * 1024 * 1024, hugePageSize());
   const mode = s.wake ? 0n : MODE.COPY_DONTWAKE;
   let at = start;
   for (const run of [...runs, { start: end, end, categories: 0n }]) {

@@ -31,7 +31,10 @@ const w = new Worker(
   'parentPort.postMessage("zapped");',
   { eval: true, workerData: { address: String(victim.address), length: page } });
 const out = { page };
-setTimeout(() => {
+// Wait until the REMOVE event is pending (a Worker takes its time to start, more so under
+// emulation), without reading it.
+const whenPending = (run) => (u.native.waitReadable(0) ? run() : setTimeout(() => whenPending(run), 5));
+whenPending(() => {
   try { u.move(dst.address, src.address, page); } catch (e) { out.raw = { code: e.code, bytes: e.bytes }; }
   const t0 = Date.now();
   try {
@@ -50,7 +53,7 @@ setTimeout(() => {
     console.log(JSON.stringify(out));
     process.exit(0);
   });
-}, 300);
+});
 `;
 
 describe('movePages: the mmap_changing EAGAIN', function () {
