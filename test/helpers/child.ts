@@ -22,7 +22,9 @@ export interface ChildResult {
  * `timeoutMs`. `args` are passed as JSON in `ARGS`.
  */
 export function runChild(script: string, options: { timeoutMs?: number; args?: unknown; nodeArgs?: string[] } = {}): ChildResult {
-  const timeoutMs = options.timeoutMs ?? 15000;
+  // Under software emulation (test/vm sets UFFD_TEST_VM) JS runs 8-16x slower: scale the limit,
+  // which is there to end hangs, not to judge speed.
+  const timeoutMs = (options.timeoutMs ?? 15000) * (process.env.UFFD_TEST_VM === '1' ? 4 : 1);
   const prelude = `const uffd = require(${JSON.stringify(PACKAGE)}); const ARGS = ${JSON.stringify(options.args ?? null)};\n`;
   const started = Date.now();
   const r = spawnSync(process.execPath, [...(options.nodeArgs ?? []), '-e', prelude + script], {
