@@ -61,7 +61,7 @@ describe('README examples', () => {
       const code = ex.code.replace(/(['"])userfaultfd\1/g, JSON.stringify(PACKAGE));
       const r = spawnSync(process.execPath, [isModule ? '--input-type=module' : '--input-type=commonjs', '-e', code], {
         encoding: 'utf8',
-        timeout: 15000,
+        timeout: process.env.UFFD_TEST_VM === '1' ? 60000 : 15000, // emulation runs JS 8-16x slower
         killSignal: 'SIGKILL',
       });
       expect(r.stderr).to.equal('');
