@@ -6,27 +6,11 @@
 import { expect } from 'chai';
 import { compact, Mapping, testing, Userfaultfd } from '../lib/index';
 import { runChild } from './helpers/child';
-import { skipIf, unavailable } from './helpers/memtypes';
-import { fillPage, openMoveUffd, PAGE, pageHolds } from './helpers/move';
+import { fillPage, moveSuite, PAGE, pageHolds } from './helpers/move';
 
 describe('compact (concurrent)', function () {
   let uffd: Userfaultfd;
-  const maps: Mapping[] = [];
-  const map = (m: Mapping): Mapping => {
-    maps.push(m);
-    return m;
-  };
-
-  before(function () {
-    skipIf(this, unavailable(undefined, 'MOVE'));
-  });
-  beforeEach(function () {
-    uffd = openMoveUffd();
-  });
-  afterEach(function () {
-    uffd?.close();
-    for (const m of maps.splice(0)) m.unmap();
-  });
+  const map = moveSuite((u) => (uffd = u));
 
   function spaces(fromPages: number, toPages: number): { from: Mapping; to: Mapping } {
     const from = map(Mapping.anonymous(fromPages * PAGE));
@@ -89,7 +73,9 @@ describe('compact (concurrent)', function () {
       skipped += progress.alreadyMoved;
       onDemand += result.faultsServed;
       for (const [old, now] of result.forwarding.entries()) expect(pageHolds(to.bytes(), now, old), `round ${round}: old ${old}`).to.equal(true);
-      maps.splice(0).forEach((m) => m.unmap());
+      // Free this round's spaces now (unmap is idempotent: the suite's cleanup repeats it).
+      from.unmap();
+      to.unmap();
     }
     process.stdout.write(`      ${onDemand} faults served on demand, ${skipped} pages the pass found already moved, over 6 rounds\n`);
   });

@@ -4,28 +4,12 @@
  */
 import { expect } from 'chai';
 import { compact, ForwardingTable, Mapping, MoveError, Userfaultfd } from '../lib/index';
-import { skipIf, unavailable } from './helpers/memtypes';
-import { fillPage, openMoveUffd, PAGE, pageHolds } from './helpers/move';
+import { fillPage, moveSuite, PAGE, pageHolds } from './helpers/move';
 import { isPresent } from './helpers/pagemap';
 
 describe('compact (stop-the-world)', function () {
   let uffd: Userfaultfd;
-  const maps: Mapping[] = [];
-  const map = (m: Mapping): Mapping => {
-    maps.push(m);
-    return m;
-  };
-
-  before(function () {
-    skipIf(this, unavailable(undefined, 'MOVE'));
-  });
-  beforeEach(function () {
-    uffd = openMoveUffd();
-  });
-  afterEach(function () {
-    uffd?.close();
-    for (const m of maps.splice(0)) m.unmap();
-  });
+  const map = moveSuite((u) => (uffd = u));
 
   function spaces(fromPages: number, toPages: number): { from: Mapping; to: Mapping } {
     const from = map(Mapping.anonymous(fromPages * PAGE));

@@ -4,27 +4,11 @@
  */
 import { expect } from 'chai';
 import { Mapping, MoveError, movePages, testing, Userfaultfd } from '../lib/index';
-import { skipIf, unavailable } from './helpers/memtypes';
-import { area, fillPage, openMoveUffd, PAGE, pageHolds, sha, type Area } from './helpers/move';
+import { area, fillPage, moveSuite, PAGE, pageHolds, sha, type Area } from './helpers/move';
 
 describe('movePages fallback: copy', function () {
   let uffd: Userfaultfd;
-  const cleanup: (Mapping | Area)[] = [];
-  const track = <T extends Mapping | Area>(m: T): T => {
-    cleanup.push(m);
-    return m;
-  };
-
-  before(function () {
-    skipIf(this, unavailable(undefined, 'MOVE'));
-  });
-  beforeEach(function () {
-    uffd = openMoveUffd();
-  });
-  afterEach(function () {
-    uffd?.close();
-    for (const m of cleanup.splice(0)) ('mapping' in m ? m.mapping : m).unmap();
-  });
+  const track = moveSuite((u) => (uffd = u));
 
   function dstArea(pages: number): Area {
     const dst = track(area(pages * PAGE));

@@ -6,29 +6,14 @@ import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { Mapping, MoveError, movePages, testing, UffdError, Userfaultfd } from '../lib/index';
 import { isPresent } from './helpers/pagemap';
-import { skipIf, unavailable } from './helpers/memtypes';
-import { allHuge, area, fillPage, openMoveUffd, PAGE, pageHolds, sleep, thpUnavailable, type Area } from './helpers/move';
+import { skipIf } from './helpers/memtypes';
+import { allHuge, area, fillPage, moveSuite, PAGE, pageHolds, sleep, thpUnavailable, type Area } from './helpers/move';
 import { hugePageSize, thpSize } from '../lib/sysinfo';
 import { hugetlbUnavailable } from './helpers/hugetlb';
 
 describe('movePages', function () {
   let uffd: Userfaultfd;
-  const cleanup: (Mapping | Area)[] = [];
-  const track = <T extends Mapping | Area>(m: T): T => {
-    cleanup.push(m);
-    return m;
-  };
-
-  before(function () {
-    skipIf(this, unavailable(undefined, 'MOVE'));
-  });
-  beforeEach(function () {
-    uffd = openMoveUffd();
-  });
-  afterEach(function () {
-    uffd?.close();
-    for (const m of cleanup.splice(0)) ('mapping' in m ? m.mapping : m).unmap();
-  });
+  const track = moveSuite((u) => (uffd = u));
 
   /** A source of `pages` pages, page i holding the pattern of id i; and an empty registered destination. */
   function pair(pages: number, options: { align?: number; hugepage?: boolean } = {}): { src: Area; dst: Area } {

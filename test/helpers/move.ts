@@ -3,6 +3,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Mapping, Userfaultfd } from '../../lib/index';
+import { skipIf, unavailable } from './memtypes';
 import { populatedRuns, HUGE } from '../../lib/move-scan';
 import { pageSize, thpSize, thpMode } from '../../lib/sysinfo';
 
@@ -53,6 +54,32 @@ export function sha(bytes: Uint8Array): string {
 
 export function openMoveUffd(): Userfaultfd {
   return Userfaultfd.open({ features: ['MOVE'] });
+}
+
+/**
+ * The hooks every MOVE suite shares: skip, with the reason, where the kernel lacks MOVE; a fresh
+ * userfaultfd per test, handed to `set`; after each test, close it and unmap whatever the
+ * returned `track` was given. Call it at the top of a describe().
+ */
+export function moveSuite(set: (uffd: Userfaultfd) => void): <T extends Mapping | Area>(m: T) => T {
+  let uffd: Userfaultfd | undefined;
+  const cleanup: (Mapping | Area)[] = [];
+  before(function () {
+    skipIf(this, unavailable(undefined, 'MOVE'));
+  });
+  beforeEach(function () {
+    uffd = openMoveUffd();
+    set(uffd);
+  });
+  afterEach(function () {
+    uffd?.close();
+    uffd = undefined;
+    for (const m of cleanup.splice(0)) ('mapping' in m ? m.mapping : m).unmap();
+  });
+  return (m) => {
+    cleanup.push(m);
+    return m;
+  };
 }
 
 /** Why whole-PMD moves cannot be tested here, or undefined. */
