@@ -32,7 +32,10 @@ export function cBinary(name: string): string {
   const src = path.join(C_DIR, `${name}.c`);
   const bin = path.join(OUT_DIR, name);
   fs.mkdirSync(OUT_DIR, { recursive: true });
-  const stale = !fs.existsSync(bin) || fs.statSync(bin).mtimeMs < fs.statSync(src).mtimeMs;
+  // The C sources include the project's uAPI header and their own: a change to either rebuilds.
+  const inputs = [src, path.join(C_DIR, 'pagemap_uapi.h'), path.resolve(C_DIR, '..', '..', 'native', 'uapi.h')];
+  const newest = Math.max(...inputs.filter((f) => fs.existsSync(f)).map((f) => fs.statSync(f).mtimeMs));
+  const stale = !fs.existsSync(bin) || fs.statSync(bin).mtimeMs < newest;
   if (stale) execFileSync('cc', ['-O2', '-Wall', '-pthread', '-o', bin, src], { stdio: 'inherit' });
   return bin;
 }

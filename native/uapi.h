@@ -13,8 +13,12 @@
 #include <linux/types.h>
 #include <linux/userfaultfd.h>
 
-#include <cstddef>
-#include <cstdint>
+// Valid C as well as C++: the benchmarks' C references (bench/c) include it too.
+#include <stddef.h>
+#include <stdint.h>
+#ifndef __cplusplus
+#include <assert.h>  // static_assert, in C11
+#endif
 
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1

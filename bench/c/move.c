@@ -26,28 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
-// Debian 12's headers are 6.1: MOVE (6.8) and PAGEMAP_SCAN (6.7) are defined here if missing.
-#ifndef UFFD_FEATURE_MOVE
-#define UFFD_FEATURE_MOVE (1 << 16)
-#endif
-#ifndef UFFDIO_MOVE
-struct uffdio_move {
-  __u64 dst, src, len, mode;
-  __s64 move;
-};
-#define UFFDIO_MOVE _IOWR(UFFDIO, 0x05, struct uffdio_move)
-#endif
-#ifndef PAGEMAP_SCAN
-#define PAGE_IS_HUGE (1 << 6)
-struct page_region {
-  __u64 start, end, categories;
-};
-struct pm_scan_arg {
-  __u64 size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted, category_mask,
-      category_anyof_mask, return_mask;
-};
-#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
-#endif
+// MOVE (6.8) and PAGEMAP_SCAN (6.7) come from the project's own uAPI header: Debian 12's are 6.1.
+#include "../../native/uapi.h"
 
 #define PMD (2ul << 20)
 

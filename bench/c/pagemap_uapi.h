@@ -1,43 +1,9 @@
-// PAGEMAP_SCAN and WP_ASYNC definitions for the C references: Debian 12's 6.1 headers lack
-// them. Values from the kernel uAPI (include/uapi/linux/fs.h, userfaultfd.h).
+// Shared by the PAGEMAP_SCAN C references: the project's own uAPI definitions (native/uapi.h,
+// which fills in what Debian 12's 6.1 headers lack) and small timing helpers.
 #pragma once
-#include <linux/fs.h>
-#include <linux/types.h>
-#include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 
-#ifndef PAGEMAP_SCAN
-#define PAGE_IS_WRITTEN (1 << 1)
-#define PAGE_IS_PRESENT (1 << 3)
-struct page_region {
-  __u64 start;
-  __u64 end;
-  __u64 categories;
-};
-#define PM_SCAN_WP_MATCHING (1 << 0)
-#define PM_SCAN_CHECK_WPASYNC (1 << 1)
-struct pm_scan_arg {
-  __u64 size;
-  __u64 flags;
-  __u64 start;
-  __u64 end;
-  __u64 walk_end;
-  __u64 vec;
-  __u64 vec_len;
-  __u64 max_pages;
-  __u64 category_inverted;
-  __u64 category_mask;
-  __u64 category_anyof_mask;
-  __u64 return_mask;
-};
-#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
-#endif
-#ifndef UFFD_FEATURE_WP_UNPOPULATED
-#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
-#endif
-#ifndef UFFD_FEATURE_WP_ASYNC
-#define UFFD_FEATURE_WP_ASYNC (1 << 15)
-#endif
+#include "../../native/uapi.h"
 
 #include <stdint.h>
 #include <time.h>
