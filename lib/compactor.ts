@@ -324,7 +324,10 @@ function concurrent(uffd: Userfaultfd, from: Mapping, to: Mapping, p: Plan, opts
   }
   const forwarding = new ForwardingTable(p.forwarding, p.fromBase, p.toBase, p.page);
   let policy: PolicyHandle | undefined;
-  if (p.livePages > 0) policy = uffd.handle({ address: layoutStart, length: p.livePages * p.page }, { moveFrom: table }, { unit: p.page });
+  // The event thread marks each page it moves on demand, so the pass can tell those from conflicts.
+  const claims = new Uint8Array(p.livePages);
+  const movedOnDemand = (dst: bigint): boolean => Atomics.load(claims, Number((dst - layoutStart) / page)) === 1;
+  if (p.livePages > 0) policy = uffd.handle({ address: layoutStart, length: p.livePages * p.page }, { moveFrom: table, claims }, { unit: p.page });
   let movedInBackground = 0;
   let alreadyMoved = 0;
   const report: MoveReport = { moved: 0, copied: 0, holes: undefined, hugeMoves: undefined, retries: 0, ioctls: 0, atomic: true };
@@ -338,7 +341,7 @@ function concurrent(uffd: Userfaultfd, from: Mapping, to: Mapping, p: Plan, opts
       if (!from.mapped || !to.mapped) throw Object.assign(new Error('a space was unmapped during a concurrent compaction'), { code: 'ERR_UFFD_UNMAPPED' });
       if (uffd.closed) throw Object.assign(new Error('the userfaultfd was closed during a concurrent compaction'), { code: 'ERR_UFFD_CLOSED' });
       const chunk = new BigUint64Array(background.slice(i, i + 3));
-      const r = moveSkippingMapped(uffd, chunk, { retry: opts.retry });
+      const r = moveSkippingMapped(uffd, chunk, movedOnDemand, { retry: opts.retry });
       // r.report.moved already leaves out the pages skipped as moved on demand.
       report.moved += r.report.moved;
       report.ioctls += r.report.ioctls;

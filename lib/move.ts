@@ -501,12 +501,18 @@ const EEXIST = 17;
 
 /**
  * The background pass of a concurrent compaction: like movePageList, but a destination page that
- * is already mapped because a fault on it was served by moving it on demand (its source is now a
- * hole) is skipped instead of failing, and counted in `skipped` (pages). Source holes are allowed: they
- * stay holes. Any other error throws MoveError.
+ * is already mapped because a fault on it was served by moving it on demand is skipped instead
+ * of failing, and counted in `skipped` (pages). `movedOnDemand(dst)` says whether the on-demand
+ * side claimed that page; a mapped page it did not claim is a conflict and throws MoveError, as
+ * any other error does. Source holes are allowed: they stay holes.
  * @internal
  */
-export function moveSkippingMapped(uffd: Userfaultfd, ops: BigUint64Array, options?: Pick<MovePagesOptions, 'retry' | 'wake'>): { report: MoveReport; skipped: number } {
+export function moveSkippingMapped(
+  uffd: Userfaultfd,
+  ops: BigUint64Array,
+  movedOnDemand: (dst: bigint) => boolean,
+  options?: Pick<MovePagesOptions, 'retry' | 'wake'>,
+): { report: MoveReport; skipped: number } {
   const s = { ...settings({ ...options, allowSrcHoles: true }, false) };
   const fd = handleOf(uffd);
   const count = ops.length / 3;
@@ -528,10 +534,9 @@ export function moveSkippingMapped(uffd: Userfaultfd, ops: BigUint64Array, optio
     const errno = state[2];
     if (errno === 0) break;
     if (errno === EEXIST) {
-      // A page moved on demand leaves a hole at its source. A mapped destination whose source
-      // still holds a page is not that: it is a conflict, and skipping it would lose the page.
-      const src = ops[index * 3 + 1] + BigInt(done);
-      if (populatedRuns(src, PAGE_SIZE).length > 0) throw stopped(errno, ops, index, done, report);
+      // Not "is the source a hole now?": khugepaged may have filled that hole with a zeroed
+      // page, and the pass would report a conflict where there is none.
+      if (!movedOnDemand(ops[index * 3] + BigInt(done))) throw stopped(errno, ops, index, done, report);
       skipped++;
       done += PAGE_SIZE;
       if (done >= Number(ops[index * 3 + 2])) {

@@ -18,7 +18,11 @@ import { toLength } from './validate';
  * - `{ continue: true }`: for MINOR registrations.
  * - `{ unprotect: true }`: for WP registrations.
  * - `{ moveFrom: table }`: UFFDIO_MOVE from `table[i]`, the source address of the range's unit
- *   `i` (0: a zero page) — the on-demand half of a concurrent compactor.
+ *   `i` (0: a zero page) — the on-demand half of a concurrent compactor. With `claims` (a
+ *   Uint8Array, one byte per table entry), the event thread sets `claims[i]` to 1 before it tries unit
+ *   `i`: a concurrent mover whose UFFDIO_MOVE fails with EEXIST reads it (`Atomics.load`) to tell
+ *   a page moved on demand from a destination someone else mapped. Checking the source instead
+ *   is not enough: khugepaged may fill a moved-out hole with a zeroed page.
  */
 export type Policy =
   | { zero: true }
@@ -26,7 +30,7 @@ export type Policy =
   | { copyFrom: { fd: number; offset?: number } }
   | { continue: true }
   | { unprotect: true }
-  | { moveFrom: BigUint64Array };
+  | { moveFrom: BigUint64Array; claims?: Uint8Array };
 
 /** Options of {@link Userfaultfd.handle}. */
 export interface PolicyOptions {
@@ -61,17 +65,21 @@ export class PolicyHandle {
 }
 
 /** The native kind, source and offset of a policy spec. */
-export function nativePolicy(policy: Policy, length: number): { kind: number; source?: ArrayBufferView | ArrayBuffer | number; offset?: number } {
+export function nativePolicy(policy: Policy, length: number): { kind: number; source?: ArrayBufferView | ArrayBuffer | number; offset?: number | Uint8Array } {
   if (typeof policy !== 'object' || policy === null) throw invalidType('policy must be an object');
   const p = policy as Record<string, unknown>;
-  const keys = Object.keys(p);
+  const keys = Object.keys(p).filter((k) => !(k === 'claims' && 'moveFrom' in p));
   if (keys.length !== 1) throw invalidType(`a policy has exactly one of zero, copyFrom, continue, unprotect, moveFrom; got ${keys.join(', ') || 'none'}`);
   if (p.zero === true) return { kind: 0 };
   if (p.continue === true) return { kind: 3 };
   if (p.unprotect === true) return { kind: 4 };
   if (p.moveFrom !== undefined) {
     if (!(p.moveFrom instanceof BigUint64Array)) throw invalidType('moveFrom must be a BigUint64Array of source addresses');
-    return { kind: 5, source: p.moveFrom };
+    const units = p.moveFrom.length;
+    if (p.claims === undefined) return { kind: 5, source: p.moveFrom };
+    if (!(p.claims instanceof Uint8Array)) throw invalidType('claims must be a Uint8Array');
+    if (p.claims.length < units) throw outOfRange(`claims holds ${p.claims.length} bytes, fewer than the table's ${units} entries`);
+    return { kind: 5, source: p.moveFrom, offset: p.claims };
   }
   const from = p.copyFrom;
   if (ArrayBuffer.isView(from) || from instanceof ArrayBuffer) {

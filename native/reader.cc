@@ -332,6 +332,10 @@ bool Reader::Resolve(const uffd_msg& msg, Batch* batch, bool* retried) {
     ioctl_name = "UFFDIO_MOVE";
     size_t index = (start - policy->start) / policy->unit;
     uint64_t src = index < policy->table_len ? policy->table[index] : 0;
+    if (policy->claims && index < policy->claims_len) {
+      // Published before the move, so whoever sees the destination mapped by it also sees this.
+      __atomic_store_n(&policy->claims[index], 1, __ATOMIC_SEQ_CST);
+    }
     if (src == 0) {
       r = FillAll(unit, [&](uint64_t d) { return FillZero(uffd_, start + d, unit - d); });
     } else {

@@ -56,6 +56,10 @@ struct Policy {
   uint64_t fd_offset = 0;
   const uint64_t* table = nullptr;  // kMoveTable
   size_t table_len = 0;
+  // kMoveTable, optional: one byte per unit, set to 1 before the unit's move is tried, so that a
+  // concurrent mover that finds the destination mapped can tell "moved on demand" from a conflict.
+  uint8_t* claims = nullptr;
+  size_t claims_len = 0;
   PolicyStats stats;
 };
 

@@ -277,7 +277,8 @@ Napi::Value UffdHandle::UnrefReader(const Napi::CallbackInfo& info) {
 }
 
 // addPolicy(address, length, kind, unit, source, offset) -> id. source: a buffer (copy), an fd
-// (copy from file), a BigUint64Array of source addresses (move table), or undefined.
+// (copy from file), a BigUint64Array of source addresses (move table), or undefined. offset: the
+// file offset (copy from file), or the optional Uint8Array of claims (move table).
 Napi::Value UffdHandle::AddPolicy(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
   Napi::Env env = info.Env();
@@ -318,6 +319,24 @@ Napi::Value UffdHandle::AddPolicy(const Napi::CallbackInfo& info) {
     }
     policy->table = table.Data();
     policy->table_len = table.ElementLength();
+    Napi::Value claims = info[5];
+    if (!claims.IsUndefined()) {
+      if (!claims.IsTypedArray() ||
+          claims.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+        ThrowTypeError(env, "move claims must be a Uint8Array");
+      }
+      Napi::Uint8Array bytes = claims.As<Napi::Uint8Array>();
+      if (bytes.ElementLength() < r.len / unit) {
+        ThrowRangeError(env, "move claims has fewer bytes than the range has units");
+      }
+      policy->claims = bytes.Data();
+      policy->claims_len = bytes.ElementLength();
+      // One reference keeps both arrays alive while the policy exists.
+      Napi::Array both = Napi::Array::New(env, 2);
+      both.Set(uint32_t{0}, source);
+      both.Set(uint32_t{1}, claims);
+      source = both;
+    }
   }
   uint32_t id = policy->id;
   if (!reader_->AddPolicy(std::move(policy))) {

@@ -113,6 +113,28 @@ describe('compact (concurrent)', function () {
     expect(pageHolds(to.bytes(), 3, 3), 'moved on demand through the policy that stays').to.equal(true);
   });
 
+  it('a page moved on demand whose source hole was filled again (as khugepaged does) is skipped, not a conflict', async function () {
+    const { from, to } = spaces(4, 4);
+    const c = compact(uffd, from, to, [0, 1, 2, 3], { mode: 'concurrent' });
+    // The JS thread reads page 2 before the pass starts: the event thread moves it on demand.
+    expect(pageHolds(to.bytes(), 2, 2)).to.equal(true);
+    // khugepaged collapsing the from-space would put a zeroed page in the hole; so does a write.
+    from.bytes({ offset: 2 * PAGE, length: PAGE }).fill(0xee);
+    const result = await c.done;
+    expect(c.progress()).to.include({ alreadyMoved: 1, movedInBackground: 3 });
+    expect(result.faultsServed).to.equal(1);
+    for (let i = 0; i < 4; i++) expect(pageHolds(to.bytes(), i, i), `page ${i}`).to.equal(true);
+    expect(from.bytes({ offset: 2 * PAGE, length: PAGE }).every((b) => b === 0xee), 'the refilled source is left alone').to.equal(true);
+  });
+
+  it('moveFrom claims are validated', function () {
+    const { to } = spaces(1, 2);
+    const table = new BigUint64Array(2);
+    expect(() => uffd.handle({ address: to.address, length: 2 * PAGE }, { moveFrom: table, claims: new Uint8Array(1) })).to.throw(RangeError, /claims/);
+    expect(() => uffd.handle({ address: to.address, length: 2 * PAGE }, { moveFrom: table, claims: [0, 0] as unknown as Uint8Array })).to.throw(TypeError, /claims/);
+    expect(() => uffd.handle({ address: to.address, length: 2 * PAGE }, { zero: true, claims: new Uint8Array(2) } as never)).to.throw(TypeError, /exactly one/);
+  });
+
   it('an empty live set settles at once; copy fallback and allowSrcHoles: false are refused', async function () {
     const { from, to } = spaces(4, 4);
     const c = compact(uffd, from, to, [], { mode: 'concurrent' });
