@@ -180,11 +180,10 @@ function qemuCommand(k, cpio, opts) {
   // but errors (an OOM kill, a BUG) are kept.
   if (k.arch === 'arm64') {
     // Under `-cpu max` the test process died at random points (SIGSEGV, SIGILL, once V8's
-    // "unreachable code"), even inside the first, trivial test, in about 5 of 6 CI runs of the
-    // 4K kernels; under cortex-a72 both 4K kernels passed whole. Cortex-A72 has no 16 KiB
-    // granule, so the 16K kernel keeps `max` (pauth-impdef: qemu's default QARMA pointer-auth
-    // emulation makes boots ~3.5x slower). UFFD_VM_ARM64_CPU overrides either.
-    const cpu = process.env.UFFD_VM_ARM64_CPU ?? (k.name.endsWith('16k') ? 'max,pauth-impdef=on' : 'cortex-a72');
+    // "unreachable code"), even inside the first, trivial test, in about 5 of 6 CI runs; under
+    // named cores it passes whole. Cortex-A72 has no 16 KiB granule, so the 16K kernel runs on
+    // Neoverse-N1 (ARMv8.2, which has it). UFFD_VM_ARM64_CPU overrides either.
+    const cpu = process.env.UFFD_VM_ARM64_CPU ?? (k.pagesize === '16k' ? 'neoverse-n1' : 'cortex-a72');
     return ['qemu-system-aarch64', ['-M', 'virt', '-cpu', cpu, ...common,
             '-append', `console=ttyAMA0 panic=-1 quiet loglevel=4 ${opts.cmdline || ''}`]];
   }
