@@ -276,6 +276,25 @@ Napi::Value UffdHandle::UnrefReader(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+namespace {
+
+// A typed array of the given type with at least `min_length` elements, or a JS TypeError /
+// RangeError naming it.
+template <typename Array>
+Array TypedArrayArg(Napi::Env env, const Napi::Value& v, napi_typedarray_type type,
+                    size_t min_length, const char* name, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
+    ThrowTypeError(env, std::string(name) + " must be " + what);
+  }
+  Array array = v.As<Array>();
+  if (array.ElementLength() < min_length) {
+    ThrowRangeError(env, std::string(name) + " has fewer entries than the range has units");
+  }
+  return array;
+}
+
+}  // namespace
+
 // addPolicy(address, length, kind, unit, source, offset) -> id. source: a buffer (copy), an fd
 // (copy from file), a BigUint64Array of source addresses (move table), or undefined. offset: the
 // file offset (copy from file), or the optional Uint8Array of claims (move table).
@@ -309,26 +328,15 @@ Napi::Value UffdHandle::AddPolicy(const Napi::CallbackInfo& info) {
     policy->fd = ArgFd(info, 4, "fd");
     policy->fd_offset = ArgLength(info, 5, "offset");
   } else if (policy->kind == PolicyKind::kMoveTable) {
-    if (!source.IsTypedArray() ||
-        source.As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array) {
-      ThrowTypeError(env, "move table must be a BigUint64Array");
-    }
-    Napi::BigUint64Array table = source.As<Napi::BigUint64Array>();
-    if (table.ElementLength() < r.len / unit) {
-      ThrowRangeError(env, "move table has fewer entries than the range has units");
-    }
+    size_t units = r.len / unit;
+    auto table = TypedArrayArg<Napi::BigUint64Array>(env, source, napi_biguint64_array, units,
+                                                     "move table", "a BigUint64Array");
     policy->table = table.Data();
     policy->table_len = table.ElementLength();
     Napi::Value claims = info[5];
     if (!claims.IsUndefined()) {
-      if (!claims.IsTypedArray() ||
-          claims.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-        ThrowTypeError(env, "move claims must be a Uint8Array");
-      }
-      Napi::Uint8Array bytes = claims.As<Napi::Uint8Array>();
-      if (bytes.ElementLength() < r.len / unit) {
-        ThrowRangeError(env, "move claims has fewer bytes than the range has units");
-      }
+      auto bytes = TypedArrayArg<Napi::Uint8Array>(env, claims, napi_uint8_array, units,
+                                                   "move claims", "a Uint8Array");
       policy->claims = bytes.Data();
       policy->claims_len = bytes.ElementLength();
       // One reference keeps both arrays alive while the policy exists.
