@@ -21,6 +21,8 @@
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
       "cflags": ["-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      # Never unloaded: a testing.touch thread can outlive the Worker that loaded the addon.
+      "ldflags": ["-Wl,-z,nodelete"],
       "conditions": [["OS != 'linux'", {"type": "none"}]]
     }
   ]

@@ -91,9 +91,10 @@ export interface Binding {
   /** madvise(2) MADV_DONTNEED or MADV_REMOVE on any page-aligned range. */
   madviseRange(address: RawAddress, length: number, advice: number): void;
   testing: {
-    touch(address: bigint, length: number, options: object): Promise<import('./testing').TouchThreadResult[]>;
-    forkTouch(address: bigint, length: number, options: object): Promise<{ status: number | null; signal: number | null }>;
-    madvise(address: bigint, length: number, advice: number): Promise<void>;
+    // mapping: held mapped by the native thread until it is done (GC, Worker termination).
+    touch(address: bigint, length: number, options: object, mapping?: NativeMapping): Promise<import('./testing').TouchThreadResult[]>;
+    forkTouch(address: bigint, length: number, options: object, mapping?: NativeMapping): Promise<{ status: number | null; signal: number | null }>;
+    madvise(address: bigint, length: number, advice: number, mapping?: NativeMapping): Promise<void>;
     /** fork(); the child sleeps `ms` then exits, holding our private pages copy-on-write. */
     forkHold(ms: number): number;
     /** SIGKILL and waitpid a forkHold child; returns the wait status. */

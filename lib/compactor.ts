@@ -325,7 +325,7 @@ function concurrent(uffd: Userfaultfd, from: Mapping, to: Mapping, p: Plan, opts
   const forwarding = new ForwardingTable(p.forwarding, p.fromBase, p.toBase, p.page);
   let policy: PolicyHandle | undefined;
   // The event thread marks each page it moves on demand, so the pass can tell those from conflicts.
-  const claims = new Uint8Array(p.livePages);
+  const claims = new Uint8Array(new SharedArrayBuffer(p.livePages));
   const movedOnDemand = (dst: bigint): boolean => Atomics.load(claims, Number((dst - layoutStart) / page)) === 1;
   if (p.livePages > 0) policy = uffd.handle({ address: layoutStart, length: p.livePages * p.page }, { moveFrom: table, claims }, { unit: p.page });
   let movedInBackground = 0;

@@ -69,6 +69,17 @@ export interface SubRange {
 
 const PROTECTIONS: readonly Protection[] = ['', 'r', 'rw', 'rx', 'rwx', 'w', 'wx', 'x'];
 
+let handleOf: (m: Mapping) => NativeMapping;
+
+/**
+ * The native handle of a Mapping (not exported from the package): for the addon's functions
+ * whose native threads use the memory after the call returns, and keep it mapped meanwhile.
+ * @internal
+ */
+export function nativeHandle(m: Mapping): NativeMapping {
+  return handleOf(m);
+}
+
 /** A protection string as PROT_* bits. */
 export function protBits(prot: unknown): number {
   const p = oneOf(prot, PROTECTIONS, 'prot');
@@ -95,6 +106,9 @@ const fdCloser = new FinalizationRegistry<number>((fd) => {
  */
 export class Mapping implements Disposable {
   readonly #handle: NativeMapping;
+  static {
+    handleOf = (m) => m.#handle;
+  }
   #fd: number | undefined;
   readonly #ownsFd: boolean;
   readonly #offset: number;

@@ -2,6 +2,7 @@
  * Native policies: faults in a range resolved inside the event thread, with no JS hop.
  * @module
  */
+import { types } from 'node:util';
 import type { NativeUffd, PolicyStats } from './binding';
 import { invalidType, outOfRange } from './errors';
 import { toLength } from './validate';
@@ -18,11 +19,14 @@ import { toLength } from './validate';
  * - `{ continue: true }`: for MINOR registrations.
  * - `{ unprotect: true }`: for WP registrations.
  * - `{ moveFrom: table }`: UFFDIO_MOVE from `table[i]`, the source address of the range's unit
- *   `i` (0: a zero page) — the on-demand half of a concurrent compactor. With `claims` (a
- *   Uint8Array, one byte per table entry), the event thread sets `claims[i]` to 1 before it tries unit
- *   `i`: a concurrent mover whose UFFDIO_MOVE fails with EEXIST reads it (`Atomics.load`) to tell
- *   a page moved on demand from a destination someone else mapped. Checking the source instead
- *   is not enough: khugepaged may fill a moved-out hole with a zeroed page.
+ *   `i` (0: a zero page) — the on-demand half of a concurrent compactor. The table is copied
+ *   when the policy is installed: later changes to it have no effect. With `claims` (a Uint8Array
+ *   over a SharedArrayBuffer, one byte per table entry), the event thread sets `claims[i]` to 1
+ *   before it tries unit `i`: a concurrent mover whose UFFDIO_MOVE fails with EEXIST reads it
+ *   (`Atomics.load`) to tell a page moved on demand from a destination someone else mapped.
+ *   Checking the source instead is not enough: khugepaged may fill a moved-out hole with a zeroed
+ *   page. (The event thread writes the claims in place, so they must live in memory that JS can
+ *   never detach or shrink under it: a plain ArrayBuffer can be transferred away and freed.)
  */
 export type Policy =
   | { zero: true }
@@ -79,6 +83,7 @@ export function nativePolicy(policy: Policy, length: number): { kind: number; so
     if (p.claims === undefined) return { kind: 5, source: p.moveFrom };
     if (!(p.claims instanceof Uint8Array)) throw invalidType('claims must be a Uint8Array');
     if (p.claims.length < units) throw outOfRange(`claims holds ${p.claims.length} bytes, fewer than the table's ${units} entries`);
+    if (!types.isSharedArrayBuffer(p.claims.buffer)) throw invalidType('claims must be a Uint8Array over a SharedArrayBuffer (the event thread writes to it; a plain ArrayBuffer could be detached under it)');
     return { kind: 5, source: p.moveFrom, offset: p.claims };
   }
   const from = p.copyFrom;

@@ -4,9 +4,10 @@
  * @module
  */
 import { constants as osConstants } from 'node:os';
-import { native } from './binding';
+import { native, type NativeMapping } from './binding';
 import { MADVISE, type MadviseName } from './constants';
 import { invalidType } from './errors';
+import { Mapping, nativeHandle } from './mapping';
 import { toAddress, toLength, toOptions, type Address } from './validate';
 
 /** Options of {@link touch}. */
@@ -65,9 +66,9 @@ export function touch(address: Address | { address: Address; length: number }, l
   }
   const o = toOptions(opts);
   if (o.mode !== undefined && !['read', 'write', 'increment'].includes(o.mode)) throw invalidType(`unknown mode ${String(o.mode)}`);
-  // The threads touch raw memory: keep a Mapping passed in alive (and so mapped) until they end.
-  const keep = address;
-  return native.testing.touch(addr, length, o).finally(() => void keep);
+  // The threads touch raw memory: the native side keeps a Mapping passed in mapped until they
+  // end, through garbage collection and a Worker's termination alike (not through unmap()).
+  return native.testing.touch(addr, length, o, pin(address));
 }
 
 /** Options of {@link forkTouch}. */
@@ -99,9 +100,7 @@ export async function forkTouch(range: { address: Address; length: number }, opt
   const o = toOptions(options);
   const expect = o.expect === undefined ? 0 : o.expect === 'index' ? 1 : o.expect === 'zero' ? 2 : -1;
   if (expect < 0) throw invalidType(`unknown expect ${String(o.expect)}`);
-  const keep = range;
-  const r = await native.testing.forkTouch(toAddress(range.address), toLength(range.length), { ...o, expect });
-  void keep;
+  const r = await native.testing.forkTouch(toAddress(range.address), toLength(range.length), { ...o, expect }, pin(range));
   const signal = r.signal === null ? null : ((Object.entries(osConstants.signals).find(([, n]) => n === r.signal)?.[0] ?? `SIG${r.signal}`) as NodeJS.Signals);
   return { status: r.status, signal };
 }
@@ -113,9 +112,12 @@ export async function forkTouch(range: { address: Address; length: number }, opt
 export async function madvise(range: { address: Address; length: number }, advice: MadviseName): Promise<void> {
   const value = MADVISE[advice];
   if (value === undefined) throw invalidType(`unknown advice ${String(advice)}`);
-  const keep = range;
-  await native.testing.madvise(toAddress(range.address), toLength(range.length), value);
-  void keep;
+  await native.testing.madvise(toAddress(range.address), toLength(range.length), value, pin(range));
+}
+
+/** The native handle of a Mapping, which the native thread holds mapped until it is done. */
+function pin(target: unknown): NativeMapping | undefined {
+  return target instanceof Mapping ? nativeHandle(target) : undefined;
 }
 
 /**

@@ -26,8 +26,11 @@ void Region::Unmap(Napi::Env env) {
   Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(length));
 }
 
-// Drops one owner's reference; the last owner of a still-mapped region unmaps it.
-static void DropRegion(Napi::Env env, std::shared_ptr<Region>& region) {
+Region::~Region() {
+  if (mapped) munmap(addr, length);
+}
+
+void DropRegion(Napi::Env env, std::shared_ptr<Region>& region) {
   if (region && region.use_count() == 1) region->Unmap(env);
   region.reset();
 }
@@ -66,6 +69,11 @@ MappingHandle::MappingHandle(const Napi::CallbackInfo& info)
 }
 
 void MappingHandle::Finalize(Napi::Env env) { DropRegion(env, region_); }
+
+std::shared_ptr<Region> MappingHandle::RegionOf(const Napi::Value& v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kMappingTag)) return nullptr;
+  return Unwrap(v.As<Napi::Object>())->region_;
+}
 
 Region& MappingHandle::LiveRegion(Napi::Env env) {
   if (!region_ || !region_->mapped) {

@@ -19,6 +19,9 @@ struct Region {
 
   // munmap once, and give the size back to the GC's external-memory account.
   void Unmap(Napi::Env env);
+  // Reached still mapped only when the last owner is a native thread that outlived its
+  // environment (a Worker terminated during testing.touch): unmap then, with no account left.
+  ~Region();
 };
 
 class MappingHandle : public Napi::ObjectWrap<MappingHandle> {
@@ -26,6 +29,10 @@ class MappingHandle : public Napi::ObjectWrap<MappingHandle> {
   static Napi::Function DefineClass(Napi::Env env);
   explicit MappingHandle(const Napi::CallbackInfo& info);
   void Finalize(Napi::Env env) override;
+  // The region of the MappingHandle `v`, or null if `v` is not one: a native thread that uses the
+  // memory holds it, so that the memory stays mapped until the thread is done, even when the
+  // handle is collected or its environment torn down (an explicit unmap() still unmaps).
+  static std::shared_ptr<Region> RegionOf(const Napi::Value& v);
 
  private:
   Region& LiveRegion(Napi::Env env);  // throws ERR_UFFD_UNMAPPED once unmapped
@@ -45,3 +52,6 @@ class MappingHandle : public Napi::ObjectWrap<MappingHandle> {
   std::shared_ptr<Region> region_;
   Napi::Reference<Napi::ArrayBuffer> buffer_;  // weak: the GC decides the buffer's life
 };
+
+// Drops one owner's reference on the JS thread; the last owner of a still-mapped region unmaps it.
+void DropRegion(Napi::Env env, std::shared_ptr<Region>& region);

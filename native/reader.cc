@@ -331,7 +331,7 @@ bool Reader::Resolve(const uffd_msg& msg, Batch* batch, bool* retried) {
   } else {  // kMoveTable
     ioctl_name = "UFFDIO_MOVE";
     size_t index = (start - policy->start) / policy->unit;
-    uint64_t src = index < policy->table_len ? policy->table[index] : 0;
+    uint64_t src = index < policy->table.size() ? policy->table[index] : 0;
     if (policy->claims && index < policy->claims_len) {
       // Published before the move, so whoever sees the destination mapped by it also sees this.
       __atomic_store_n(&policy->claims[index], 1, __ATOMIC_SEQ_CST);

@@ -54,10 +54,13 @@ struct Policy {
   size_t data_len = 0;
   int fd = -1;  // kCopyFd: borrowed; the caller keeps it open while the policy exists
   uint64_t fd_offset = 0;
-  const uint64_t* table = nullptr;  // kMoveTable
-  size_t table_len = 0;
+  // kMoveTable: a copy taken when the policy is added. The event thread reads it, and JS could
+  // detach, transfer or shrink the BigUint64Array's buffer under a pointer into it.
+  std::vector<uint64_t> table;
   // kMoveTable, optional: one byte per unit, set to 1 before the unit's move is tried, so that a
   // concurrent mover that finds the destination mapped can tell "moved on demand" from a conflict.
+  // It lies in a SharedArrayBuffer (kept alive by the handle's reference), which cannot be
+  // detached.
   uint8_t* claims = nullptr;
   size_t claims_len = 0;
   PolicyStats stats;

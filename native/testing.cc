@@ -15,6 +15,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
@@ -22,24 +23,40 @@
 #include "addon.h"
 #include "args.h"
 #include "errors.h"
+#include "mapping.h"
 
 namespace {
 
 // Runs `work` on a new thread, then settles a promise on the JS thread with `settle`. The
-// thread-safe function keeps the loop alive until then; at environment teardown (env null)
-// nothing is settled and only the job is freed.
+// thread-safe function keeps the loop alive until then.
+//
+// The environment can go away first (a Worker terminated mid-touch). Its teardown deletes the
+// thread-safe function whatever its thread count (Node before 24.14), so the thread must not call
+// it then: a cleanup hook, which runs before the function's own (hooks run last-in first-out),
+// abandons the job, and the thread frees it when done. `keep` holds the touched Mapping's region
+// mapped until then, since teardown finalizes the Mapping under the running thread. (And the
+// addon is linked -z nodelete: a Worker that alone loaded it would unload its code otherwise.)
 class OffThreadJob {
  public:
   using Work = std::function<void()>;
   using Settle = std::function<void(Napi::Env, Napi::Promise::Deferred&)>;
 
-  static Napi::Promise Start(Napi::Env env, const char* name, Work work, Settle settle) {
-    auto* job = new OffThreadJob(env, std::move(work), std::move(settle));
+  static Napi::Promise Start(Napi::Env env, const char* name, std::shared_ptr<Region> keep,
+                             Work work, Settle settle) {
+    auto* job = new OffThreadJob(env, std::move(keep), std::move(work), std::move(settle));
     Napi::Promise promise = job->deferred_.Promise();
     job->tsfn_ = Tsfn::New(env, name, 0, 1, job);
+    napi_add_env_cleanup_hook(env, OnTeardown, job);
     job->thread_ = std::thread([job] {
       job->work_();
+      std::unique_lock<std::mutex> lock(job->mutex_);
+      if (job->abandoned_) {
+        lock.unlock();
+        delete job;  // detached by OnTeardown: nobody is left to tell
+        return;
+      }
       job->tsfn_.BlockingCall();
+      job->called_ = true;
     });
     return promise;
   }
@@ -48,6 +65,9 @@ class OffThreadJob {
   static void Finish(Napi::Env env, Napi::Function, OffThreadJob* job, void*) {
     if (job->thread_.joinable()) job->thread_.join();  // it has called BlockingCall: it is done
     if (env != nullptr) {
+      // (With env null, teardown has already run and removed the hook.)
+      napi_remove_env_cleanup_hook(env, OnTeardown, job);
+      DropRegion(env, job->keep_);
       try {
         job->settle_(env, job->deferred_);
       } catch (const Napi::Error&) {
@@ -59,16 +79,29 @@ class OffThreadJob {
   }
   using Tsfn = Napi::TypedThreadSafeFunction<OffThreadJob, void, Finish>;
 
-  OffThreadJob(Napi::Env env, Work work, Settle settle)
-      : work_(std::move(work)),
+  static void OnTeardown(void* arg) {
+    auto* job = static_cast<OffThreadJob*>(arg);
+    std::lock_guard<std::mutex> lock(job->mutex_);
+    if (job->called_) return;  // queued: the function's teardown runs Finish with env null
+    job->abandoned_ = true;
+    job->thread_.detach();
+  }
+
+  OffThreadJob(Napi::Env env, std::shared_ptr<Region> keep, Work work, Settle settle)
+      : keep_(std::move(keep)),
+        work_(std::move(work)),
         settle_(std::move(settle)),
         deferred_(Napi::Promise::Deferred::New(env)) {}
 
+  std::shared_ptr<Region> keep_;
   Work work_;
   Settle settle_;
   Napi::Promise::Deferred deferred_;
   Tsfn tsfn_;
   std::thread thread_;
+  std::mutex mutex_;
+  bool called_ = false;     // the thread has queued its call (under mutex_)
+  bool abandoned_ = false;  // the environment went away first (under mutex_)
 };
 
 enum class TouchMode { kRead, kWrite, kIncrement };
@@ -173,7 +206,7 @@ TouchMode OptMode(Napi::Object opts) {
 }
 
 // touch(address, length, { threads, stride, mode, order, partition, passes, durationMs, seed,
-//                          recordLatency })
+//                          recordLatency }, mapping?: MappingHandle to keep mapped meanwhile)
 Napi::Value Touch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint64_t address = ArgAddress(info, 0, "address");
@@ -204,7 +237,7 @@ Napi::Value Touch(const Napi::CallbackInfo& info) {
 
   auto results = std::make_shared<std::vector<ThreadResult>>(spec.threads);
   return OffThreadJob::Start(
-      env, "userfaultfd.touch",
+      env, "userfaultfd.touch", MappingHandle::RegionOf(info[3]),
       [spec, results] {
         std::vector<std::thread> threads;
         for (uint32_t i = 0; i < spec.threads; i++) {
@@ -258,9 +291,9 @@ struct ForkSpec {
   _exit(bad);
 }
 
-// forkTouch(address, length, { mode, stride, dontneed, mremap, expect }) -> Promise<{status,
-// signal}>. The fork happens on a helper thread: with EVENT_FORK the forking thread waits until
-// the event is read, and that must never be the JS thread.
+// forkTouch(address, length, { mode, stride, dontneed, mremap, expect }, mapping?) ->
+// Promise<{status, signal}>. The fork happens on a helper thread: with EVENT_FORK the forking
+// thread waits until the event is read, and that must never be the JS thread.
 Napi::Value ForkTouch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint64_t address = ArgAddress(info, 0, "address");
@@ -286,7 +319,7 @@ Napi::Value ForkTouch(const Napi::CallbackInfo& info) {
   };
   auto out = std::make_shared<Outcome>();
   return OffThreadJob::Start(
-      env, "userfaultfd.forkTouch",
+      env, "userfaultfd.forkTouch", MappingHandle::RegionOf(info[3]),
       [spec, out] {
         pid_t pid = fork();
         if (pid == 0) ChildMain(spec);
@@ -320,7 +353,7 @@ Napi::Value ForkTouch(const Napi::CallbackInfo& info) {
 // With EVENT_REMOVE negotiated, madvise(DONTNEED) waits until the REMOVE event is read: from the
 // JS thread, with nobody else reading, that would never return.
 
-// madvise(address, length, advice) -> Promise<void>
+// madvise(address, length, advice, mapping?) -> Promise<void>
 Napi::Value MadviseOffThread(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint64_t address = ArgAddress(info, 0, "address");
@@ -331,7 +364,7 @@ Napi::Value MadviseOffThread(const Napi::CallbackInfo& info) {
   auto* addr = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(address));
   auto err = std::make_shared<int>(0);
   return OffThreadJob::Start(
-      env, "userfaultfd.madvise",
+      env, "userfaultfd.madvise", MappingHandle::RegionOf(info[3]),
       [addr, length, advice, err] {
         if (madvise(addr, length, static_cast<int>(advice)) != 0) *err = errno;
       },

@@ -296,8 +296,9 @@ Array TypedArrayArg(Napi::Env env, const Napi::Value& v, napi_typedarray_type ty
 }  // namespace
 
 // addPolicy(address, length, kind, unit, source, offset) -> id. source: a buffer (copy), an fd
-// (copy from file), a BigUint64Array of source addresses (move table), or undefined. offset: the
-// file offset (copy from file), or the optional Uint8Array of claims (move table).
+// (copy from file), a BigUint64Array of source addresses (move table, copied), or undefined.
+// offset: the file offset (copy from file), or the optional Uint8Array of claims over a
+// SharedArrayBuffer (move table).
 Napi::Value UffdHandle::AddPolicy(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
   Napi::Env env = info.Env();
@@ -331,19 +332,22 @@ Napi::Value UffdHandle::AddPolicy(const Napi::CallbackInfo& info) {
     size_t units = r.len / unit;
     auto table = TypedArrayArg<Napi::BigUint64Array>(env, source, napi_biguint64_array, units,
                                                      "move table", "a BigUint64Array");
-    policy->table = table.Data();
-    policy->table_len = table.ElementLength();
+    // Copied: the event thread must never read through a pointer into a buffer that JS can
+    // detach (postMessage, structuredClone or transfer()) or shrink (a resizable ArrayBuffer).
+    policy->table.assign(table.Data(), table.Data() + table.ElementLength());
+    source = env.Undefined();
     Napi::Value claims = info[5];
     if (!claims.IsUndefined()) {
       auto bytes = TypedArrayArg<Napi::Uint8Array>(env, claims, napi_uint8_array, units,
                                                    "move claims", "a Uint8Array");
+      // The event thread writes the claims while JS reads them, so they cannot be copied; only a
+      // SharedArrayBuffer can be neither detached nor shrunk under it (IsArrayBuffer is false).
+      if (bytes.ArrayBuffer().IsArrayBuffer()) {
+        ThrowTypeError(env, "move claims must be a Uint8Array over a SharedArrayBuffer");
+      }
       policy->claims = bytes.Data();
       policy->claims_len = bytes.ElementLength();
-      // One reference keeps both arrays alive while the policy exists.
-      Napi::Array both = Napi::Array::New(env, 2);
-      both.Set(uint32_t{0}, source);
-      both.Set(uint32_t{1}, claims);
-      source = both;
+      source = claims;  // kept alive by the reference below while the policy exists
     }
   }
   uint32_t id = policy->id;

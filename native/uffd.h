@@ -63,6 +63,6 @@ class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
   std::unique_ptr<Reader> reader_;
   bool cleanup_hook_ = false;
   uint32_t next_policy_id_ = 1;
-  // Buffers and tables that policies read from, kept alive until the policy is removed.
+  // Copy sources and claims arrays that policies use, kept alive until the policy is removed.
   std::unordered_map<uint32_t, Napi::Reference<Napi::Value>> policy_sources_;
 };

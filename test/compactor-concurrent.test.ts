@@ -132,6 +132,8 @@ describe('compact (concurrent)', function () {
     const table = new BigUint64Array(2);
     expect(() => uffd.handle({ address: to.address, length: 2 * PAGE }, { moveFrom: table, claims: new Uint8Array(1) })).to.throw(RangeError, /claims/);
     expect(() => uffd.handle({ address: to.address, length: 2 * PAGE }, { moveFrom: table, claims: [0, 0] as unknown as Uint8Array })).to.throw(TypeError, /claims/);
+    // The event thread writes the claims in place: a plain ArrayBuffer could be detached under it.
+    expect(() => uffd.handle({ address: to.address, length: 2 * PAGE }, { moveFrom: table, claims: new Uint8Array(2) })).to.throw(TypeError, /SharedArrayBuffer/);
     expect(() => uffd.handle({ address: to.address, length: 2 * PAGE }, { zero: true, claims: new Uint8Array(2) } as never)).to.throw(TypeError, /exactly one/);
   });
 

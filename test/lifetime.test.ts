@@ -778,3 +778,103 @@ describe('lifetime: environment teardown with the event thread running', () => {
     expect(out.intact).to.equal(true);
   });
 });
+
+describe('lifetime: memory that native threads use after the call that gave it returned', () => {
+  /** runChild with --expose-gc, then the JSON of its last line (asserting it ended cleanly). */
+  function gcChildJson<T>(script: string): T {
+    const r = runChild(script, { timeoutMs: 20000, args: { pkg: PACKAGE }, nodeArgs: ['--expose-gc'] });
+    expectClean(r);
+    const lines = r.stdout.trim().split('\n');
+    return JSON.parse(lines[lines.length - 1]) as T;
+  }
+
+  it('a Worker terminated while testing.touch touches its own Mapping: the process lives, the memory is unmapped after', () => {
+    // Teardown finalizes the Mapping (munmap) and deletes the thread-safe function under the
+    // running thread: it used to die of SIGSEGV in the touch thread.
+    const out = gcChildJson<{ code: number; during: number; after: number }>(`
+      const { Worker } = require('node:worker_threads');
+      const fs = require('node:fs');
+      const vmMiB = () => Number(/VmSize:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]) >> 10;
+      const w = new Worker(\`
+        const { workerData, parentPort } = require('node:worker_threads');
+        const lib = require(workerData.pkg);
+        const m = lib.Mapping.anonymous(1 << 30, { populate: false });
+        lib.testing.touch(m, { mode: 'write', stride: 1 << 20, threads: 2, durationMs: 1000 });
+        parentPort.postMessage('touching');
+      \`, { eval: true, workerData: { pkg: ARGS.pkg } });
+      w.on('message', async () => {
+        await new Promise((r) => setTimeout(r, 100));
+        const code = await w.terminate();
+        const during = vmMiB();
+        // The touch runs 1 s more; wait for the unmap (not a fixed time: emulators are slow).
+        const deadline = Date.now() + 15000;
+        while (vmMiB() > during - 1000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+        console.log(JSON.stringify({ code, during, after: vmMiB() }));
+      });
+    `);
+    expect(out.code).to.equal(1);
+    expect(out.during - out.after, 'the GiB mapping is unmapped once the touch ends').to.be.at.least(1000);
+  });
+
+  it("a Worker terminated while testing.touch touches the main thread's memory: the thread ends without the Worker's thread-safe function", () => {
+    // The addon stays loaded here (the main thread uses it): what is left is the job's call into
+    // a thread-safe function that the Worker's teardown deleted (an abort before).
+    const out = gcChildJson<{ code: number; mapped: boolean; written: number }>(`
+      const { Worker } = require('node:worker_threads');
+      const fs = require('node:fs');
+      const page = uffd.pageSize();
+      const m = uffd.Mapping.anonymous(256 * page);
+      const threads = () => fs.readdirSync('/proc/self/task').length;
+      const before = threads();
+      const w = new Worker(\`
+        const { workerData, parentPort } = require('node:worker_threads');
+        const lib = require(workerData.pkg);
+        lib.testing.touch(workerData.address, workerData.length, { mode: 'write', durationMs: 800 });
+        parentPort.postMessage('touching');
+      \`, { eval: true, workerData: { pkg: ARGS.pkg, address: m.address, length: m.length } });
+      w.on('message', async () => {
+        await new Promise((r) => setTimeout(r, 100));
+        const code = await w.terminate();
+        // The touch thread ends after its 800 ms and then calls into the gone Worker: wait until
+        // it has exited (the Worker's threads and it), then a little more, rather than a fixed time.
+        const deadline = Date.now() + 15000;
+        while (threads() > before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        await new Promise((r) => setTimeout(r, 200));
+        const words = new BigUint64Array(m.buffer);
+        let written = 0;
+        for (let p = 0; p < 256; p++) if (words[(p * page) / 8] === BigInt(p + 1)) written++;
+        console.log(JSON.stringify({ code, mapped: m.mapped, written }));
+      });
+    `);
+    expect(out.code).to.equal(1);
+    expect(out).to.include({ mapped: true, written: 256 });
+  });
+
+  it('a move table is copied when the policy is added: its buffer detached and freed afterwards changes nothing', function () {
+    skipIf(this, unavailable(undefined, 'MOVE'));
+    // The event thread used to read table[i] through a pointer into the detached buffer: a 64 MiB
+    // table is unmapped when freed, so that read died of SIGSEGV.
+    const out = gcChildJson<{ detached: boolean; sum: string; faults: number; errors: number }>(`
+      (async () => {
+        const page = uffd.pageSize();
+        const u = uffd.Userfaultfd.open({ features: ['MOVE'] });
+        const from = uffd.Mapping.anonymous(page);
+        from.bytes().fill(7);
+        const to = uffd.Mapping.anonymous(page);
+        u.register(to);
+        let table = new BigUint64Array(8 << 20);
+        table[0] = from.address;
+        const policy = u.handle(to, { moveFrom: table });
+        structuredClone(table.buffer, { transfer: [table.buffer] });
+        const detached = table.buffer.byteLength === 0;
+        table = null;
+        for (let i = 0; i < 3; i++) { global.gc(); await new Promise((r) => setImmediate(r)); }
+        const r = await uffd.testing.touch(to, { mode: 'read' });
+        const { faults, errors } = policy.stats();
+        u.close();
+        console.log(JSON.stringify({ detached, sum: String(r[0].sum), faults, errors }));
+      })();
+    `);
+    expect(out).to.deep.equal({ detached: true, sum: String(0x0707070707070707n), faults: 1, errors: 0 });
+  });
+});
