@@ -31,7 +31,7 @@ export interface NativeUffd {
   ref(): void;
   unref(): void;
   /** kind: see PolicyKind in native/reader.h. */
-  addPolicy(address: bigint, length: number, kind: number, unit: number, source?: ArrayBufferView | ArrayBuffer | number, offset?: number | Uint8Array): number;
+  addPolicy(address: bigint, length: number, kind: number, unit: number, source?: ArrayBufferView | ArrayBuffer | number, offset?: number | Uint8Array, retain?: object): number;
   removePolicy(id: number): boolean;
   policyStats(id: number): PolicyStats | undefined;
   /** Blocking: up to `max` raw messages, or null after `timeoutMs` (-1: wait forever). */

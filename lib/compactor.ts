@@ -327,7 +327,7 @@ function concurrent(uffd: Userfaultfd, from: Mapping, to: Mapping, p: Plan, opts
   // The event thread marks each page it moves on demand, so the pass can tell those from conflicts.
   const claims = new Uint8Array(new SharedArrayBuffer(p.livePages));
   const movedOnDemand = (dst: bigint): boolean => Atomics.load(claims, Number((dst - layoutStart) / page)) === 1;
-  if (p.livePages > 0) policy = uffd.handle({ address: layoutStart, length: p.livePages * p.page }, { moveFrom: table, claims }, { unit: p.page });
+  if (p.livePages > 0) policy = uffd.handle({ address: layoutStart, length: p.livePages * p.page }, { moveFrom: table, claims }, { unit: p.page, retain: from });
   let movedInBackground = 0;
   let alreadyMoved = 0;
   const report: MoveReport = { moved: 0, copied: 0, holes: undefined, hugeMoves: undefined, retries: 0, ioctls: 0, atomic: true };

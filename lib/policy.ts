@@ -13,7 +13,10 @@ import { toLength } from './validate';
  *
  * - `{ zero: true }`: zero pages.
  * - `{ copyFrom: buffer }`: the bytes at the fault's offset in the range, from a Buffer,
- *   TypedArray or ArrayBuffer at least as long as the range (kept alive by the policy).
+ *   TypedArray or ArrayBuffer at least as long as the range (kept alive by the policy). It is
+ *   not copied: do not transfer it (postMessage, structuredClone, `transfer()`) or shrink it
+ *   while the policy is installed, or the kernel copies from memory it no longer owns (wrong
+ *   bytes, or EFAULT error events). A SharedArrayBuffer cannot be taken away.
  * - `{ copyFrom: { fd, offset } }`: the bytes at `offset` + the fault's offset in a file (read
  *   with pread; past the end of the file: zeros). The descriptor is borrowed: keep it open.
  * - `{ continue: true }`: for MINOR registrations.
@@ -43,6 +46,12 @@ export interface PolicyOptions {
    * units fault in read-ahead; hugetlbfs ranges need their huge page size.
    */
   unit?: number;
+  /**
+   * An object the policy keeps referenced while it is installed, so the garbage collector cannot
+   * unmap it under the event thread: the Mapping a `moveFrom` table points into, say. (An
+   * explicit `unmap()` still unmaps it; the moves then fail, or find holes and map zeros.)
+   */
+  retain?: object;
 }
 
 /** An installed policy: its counters, and removal. */

@@ -378,9 +378,11 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     const r = toRange(range, native.pageSize(), 'handle');
     const opts = toOptions(options);
     const unit = toLength(opts.unit ?? native.pageSize(), 'option unit');
+    const retain = opts.retain;
+    if (retain !== undefined && (typeof retain !== 'object' || retain === null)) throw invalidType('option retain must be an object');
     const { kind, source, offset } = nativePolicy(policy, r.length);
     this.#startReader();
-    const id = this.#handle.addPolicy(r.address, r.length, kind, unit, source, offset);
+    const id = this.#handle.addPolicy(r.address, r.length, kind, unit, source, offset, retain as object | undefined);
     return new PolicyHandle(this.#handle, id, r.address, r.length);
   }
 

@@ -295,8 +295,8 @@ Array TypedArrayArg(Napi::Env env, const Napi::Value& v, napi_typedarray_type ty
 
 }  // namespace
 
-// addPolicy(address, length, kind, unit, source, offset) -> id. source: a buffer (copy), an fd
-// (copy from file), a BigUint64Array of source addresses (move table, copied), or undefined.
+// addPolicy(address, length, kind, unit, source, offset, retain) -> id. source: a buffer (copy), an
+// fd (copy from file), a BigUint64Array of source addresses (move table, copied), or undefined.
 // offset: the file offset (copy from file), or the optional Uint8Array of claims over a
 // SharedArrayBuffer (move table).
 Napi::Value UffdHandle::AddPolicy(const Napi::CallbackInfo& info) {
@@ -354,9 +354,13 @@ Napi::Value UffdHandle::AddPolicy(const Napi::CallbackInfo& info) {
   if (!reader_->AddPolicy(std::move(policy))) {
     ThrowRangeError(env, "the range overlaps another policy's");
   }
-  if (!source.IsUndefined() && !source.IsNumber()) {
-    policy_sources_.emplace(id, Napi::Persistent(source));
-  }
+  // What the policy reads from (a buffer, the claims) and what the caller asked to retain (e.g.
+  // the Mapping a move table points into) stay referenced while the policy exists.
+  Napi::Value retain = info[6];
+  Napi::Array held = Napi::Array::New(env);
+  if (!source.IsUndefined() && !source.IsNumber()) held.Set(held.Length(), source);
+  if (!retain.IsUndefined()) held.Set(held.Length(), retain);
+  if (held.Length() > 0) policy_sources_.emplace(id, Napi::Persistent(Napi::Value(held)));
   return Napi::Number::New(env, id);
 }
 

@@ -127,7 +127,7 @@ describe('compact (concurrent)', function () {
     expect(from.bytes({ offset: 2 * PAGE, length: PAGE }).every((b) => b === 0xee), 'the refilled source is left alone').to.equal(true);
   });
 
-  it('moveFrom claims are validated', function () {
+  it('moveFrom claims and the retain option are validated', function () {
     const { to } = spaces(1, 2);
     const table = new BigUint64Array(2);
     expect(() => uffd.handle({ address: to.address, length: 2 * PAGE }, { moveFrom: table, claims: new Uint8Array(1) })).to.throw(RangeError, /claims/);
@@ -135,6 +135,7 @@ describe('compact (concurrent)', function () {
     // The event thread writes the claims in place: a plain ArrayBuffer could be detached under it.
     expect(() => uffd.handle({ address: to.address, length: 2 * PAGE }, { moveFrom: table, claims: new Uint8Array(2) })).to.throw(TypeError, /SharedArrayBuffer/);
     expect(() => uffd.handle({ address: to.address, length: 2 * PAGE }, { zero: true, claims: new Uint8Array(2) } as never)).to.throw(TypeError, /exactly one/);
+    expect(() => uffd.handle(to, { zero: true }, { retain: 5 as never })).to.throw(TypeError, /retain/);
   });
 
   it('an empty live set settles at once; copy fallback and allowSrcHoles: false are refused', async function () {
@@ -197,5 +198,36 @@ describe('compact (concurrent)', function () {
     expect(r.timedOut, r.stderr).to.equal(false);
     expect(r.status, r.stderr).to.equal(0);
     expect(JSON.parse(r.stdout.trim())).to.deep.equal({ moved: 512 });
+  });
+
+  it('in a child: after done rejects, the policy that stays keeps the from-space mapped through the GC', function () {
+    // The pass stops at a conflict on page 2; pages 3.. are still in the from-space, served on
+    // demand by the policy that stays. Dropped by the caller, the from-space used to be unmapped
+    // by the GC, and a later fault mapped zeros (the move found no source) instead of the page.
+    const r = runChild(
+      `(async () => {
+         const u = uffd.Userfaultfd.open({ features: ['MOVE'] });
+         const page = uffd.pageSize();
+         let from = uffd.Mapping.anonymous(8 * page);
+         from.madvise('DONTFORK');
+         for (let i = 0; i < 8; i++) from.bytes({ offset: i * page, length: page }).fill(i + 1);
+         const to = uffd.Mapping.anonymous(8 * page);
+         u.register(to);
+         u.zeropage(to.address + BigInt(2 * page), page);
+         let c = uffd.compact(u, from, to, [{ offset: 0, length: 8 * page }], { mode: 'concurrent', chunkPages: 1 });
+         const error = await c.done.then(() => 'resolved', (e) => e.code);
+         from = undefined;
+         c = undefined;
+         for (let i = 0; i < 5; i++) { global.gc(); await new Promise((r) => setImmediate(r)); }
+         const sums = await uffd.testing.touch({ address: to.address + BigInt(5 * page), length: page });
+         const bytes = to.bytes({ offset: 5 * page, length: page });
+         console.log(JSON.stringify({ error, byte: bytes[0], same: bytes.every((b) => b === bytes[0]), touched: sums[0].touched }));
+         u.close();
+       })();`,
+      { timeoutMs: 30000, nodeArgs: ['--expose-gc'] },
+    );
+    expect(r.timedOut, r.stderr).to.equal(false);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(JSON.parse(r.stdout.trim())).to.deep.equal({ error: 'EEXIST', byte: 6, same: true, touched: 1 });
   });
 });
