@@ -105,6 +105,7 @@ export function unavailable(type: MemType | undefined, ...features: (FeatureName
 export function skipIf(ctx: Mocha.Context, reason: string | undefined): void {
   if (reason === undefined) return;
   const title = ctx.currentTest?.fullTitle() ?? ctx.test?.fullTitle() ?? '';
-  process.stdout.write(`      skip: ${title}: ${reason}\n`);
+  // test/vm/run.mjs groups the skips of each kernel by the text in [why: ...].
+  process.stdout.write(`      skip: ${title} [why: ${reason}]\n`);
   ctx.skip();
 }

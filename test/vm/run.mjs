@@ -236,6 +236,13 @@ function runVM(k, cpio, opts, logFile) {
   });
 }
 
+// The tests' "skip: <title> [why: <reason>]" lines, counted by reason, most frequent first.
+function skipReasons(body) {
+  const counts = new Map();
+  for (const m of body.matchAll(/^\s*skip: .* \[why: (.*)\]\s*$/gm)) counts.set(m[1], (counts.get(m[1]) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1]);
+}
+
 // Read mocha's spec-reporter summary and our markers out of the console log.
 function parseLog(k, r, opts) {
   const log = r.log.replace(/\r/g, '');
@@ -247,6 +254,7 @@ function parseLog(k, r, opts) {
     kernel: info ? info[1] : k.name, pagesize: info ? info[2] : k.pagesize,
     passed: num(/^\s*(\d+) passing/m), skipped: num(/^\s*(\d+) pending/m), failed: num(/^\s*(\d+) failing/m),
     rc: rc ? Number(rc[1]) : null, bootS: r.bootS, totalS: r.totalS, why: '', failures: '',
+    skips: skipReasons(body),
   };
   const timedOut = r.code === 137 || r.code === 124 || r.signal === 'SIGKILL' || r.totalS >= opts.timeout;
   const hung = /VM-HUNG after \S+ in test: (.*)/.exec(log);
@@ -344,6 +352,15 @@ async function main() {
     }
   };
   await Promise.all(Array.from({ length: Math.min(opts.jobs, kernels.length) }, worker));
+
+  // Why tests skipped, per kernel: what each kernel lacks, as the tests said it.
+  for (const r of results.filter((x) => x && !opts.exec && x.skipped > 0)) {
+    const said = r.skips.reduce((n, [, c]) => n + c, 0);
+    console.log(`\nskipped on ${r.k.name} (${r.skipped}):`);
+    for (const [why, n] of r.skips.slice(0, 12)) console.log(`  ${String(n).padStart(4)}  ${why}`);
+    if (r.skips.length > 12) console.log(`        ... and ${r.skips.length - 12} more reasons`);
+    if (said < r.skipped) console.log(`  ${String(r.skipped - said).padStart(4)}  (reason printed in another form; see the console log)`);
+  }
 
   // Failure details after all lines, so the per-kernel lines stay together.
   const bad = results.filter((r) => !r.ok);
