@@ -295,6 +295,7 @@ export class Mapping implements Disposable {
   /**
    * Grow or shrink the mapping (mremap(2)). The address may change unless `mayMove` is false;
    * the old ArrayBuffer is detached either way. Returns the new address.
+   * @throws Error with code ERR_UFFD_MAPPING_BUSY while a {@link testing} job's threads use it.
    */
   mremap(newLength: number, options?: { mayMove?: boolean }): bigint {
     const opts = toOptions(options);
@@ -302,7 +303,11 @@ export class Mapping implements Disposable {
     return this.#handle.mremap(len, optBool(opts, 'mayMove', true));
   }
 
-  /** Unmap now. Detaches the ArrayBuffer first; closes an owned descriptor. A second call does nothing. */
+  /**
+   * Unmap now. Detaches the ArrayBuffer first; closes an owned descriptor. A second call does
+   * nothing. While a {@link testing} job's threads use the memory, it is gone for JS at once but
+   * munmap waits for the job to end, so they never touch unmapped memory.
+   */
   unmap(): void {
     this.#handle.unmap();
     if (this.#fd !== undefined && this.#ownsFd) {

@@ -21,13 +21,49 @@ static void CheckReceiver(const Napi::CallbackInfo& info) {
 
 void Region::Unmap(Napi::Env env) {
   if (!mapped) return;
-  munmap(addr, length);
   mapped = false;
   Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(length));
+  {
+    std::lock_guard<std::mutex> lock(jobs_mutex);
+    if (jobs > 0) {
+      unmap_pending = true;
+      return;
+    }
+  }
+  munmap(addr, length);
+}
+
+bool Region::Busy() {
+  std::lock_guard<std::mutex> lock(jobs_mutex);
+  return jobs > 0;
 }
 
 Region::~Region() {
-  if (mapped) munmap(addr, length);
+  if (mapped || unmap_pending) munmap(addr, length);
+}
+
+RegionUse::RegionUse(std::shared_ptr<Region> region) : region_(std::move(region)) {
+  std::lock_guard<std::mutex> lock(region_->jobs_mutex);
+  region_->jobs++;
+}
+
+RegionUse::~RegionUse() {
+  if (!region_) return;
+  End();
+  region_.reset();  // the last owner's ~Region unmaps a region still mapped
+}
+
+void RegionUse::Drop(Napi::Env env) {
+  End();
+  DropRegion(env, region_);
+}
+
+void RegionUse::End() {
+  std::lock_guard<std::mutex> lock(region_->jobs_mutex);
+  if (--region_->jobs == 0 && region_->unmap_pending) {
+    munmap(region_->addr, region_->length);
+    region_->unmap_pending = false;
+  }
 }
 
 void DropRegion(Napi::Env env, std::shared_ptr<Region>& region) {
@@ -186,6 +222,15 @@ Napi::Value MappingHandle::Mremap(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
   Napi::Env env = info.Env();
   Region& r = LiveRegion(env);
+  // A native job's thread holds the current address: moving or shrinking the memory under it
+  // would fault it (a process-wide SIGSEGV).
+  if (r.Busy()) {
+    Napi::Error error = Napi::Error::New(env,
+                                         "a native job (testing.touch, forkTouch or madvise) is "
+                                         "using this mapping: mremap after it ends");
+    error.Set("code", Napi::String::New(env, "ERR_UFFD_MAPPING_BUSY"));
+    throw error;
+  }
   uint64_t new_length = ArgLength(info, 0, "newLength");
   bool may_move = info[1].ToBoolean().Value();
   if (new_length == 0 || new_length % PageSize() != 0) {

@@ -11,17 +11,42 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 
 struct Region {
   uint8_t* addr = nullptr;
   size_t length = 0;
-  bool mapped = false;
+  bool mapped = false;  // as JS sees it (JS thread only)
 
-  // munmap once, and give the size back to the GC's external-memory account.
+  // Native jobs using the memory (testing.touch, forkTouch, madvise). While any runs, an explicit
+  // unmap() hides the memory from JS at once but leaves the munmap to the last job to end, so a
+  // thread is never left touching unmapped memory (or memory a new mapping reused).
+  std::mutex jobs_mutex;
+  int jobs = 0;
+  bool unmap_pending = false;
+
+  // Unmap as JS sees it (munmap now, or when the last job ends), and give the size back to the
+  // GC's external-memory account.
   void Unmap(Napi::Env env);
+  bool Busy();
   // Reached still mapped only when the last owner is a native thread that outlived its
   // environment (a Worker terminated during testing.touch): unmap then, with no account left.
   ~Region();
+};
+
+// One native job's use of a Region (see Region::jobs). Made on the JS thread; ended by Drop on
+// the JS thread, or by the destructor on the job's thread if the environment is gone.
+class RegionUse {
+ public:
+  explicit RegionUse(std::shared_ptr<Region> region);
+  ~RegionUse();
+  RegionUse(const RegionUse&) = delete;
+  RegionUse& operator=(const RegionUse&) = delete;
+  void Drop(Napi::Env env);
+
+ private:
+  void End();
+  std::shared_ptr<Region> region_;
 };
 
 class MappingHandle : public Napi::ObjectWrap<MappingHandle> {
@@ -31,7 +56,7 @@ class MappingHandle : public Napi::ObjectWrap<MappingHandle> {
   void Finalize(Napi::Env env) override;
   // The region of the MappingHandle `v`, or null if `v` is not one: a native thread that uses the
   // memory holds it, so that the memory stays mapped until the thread is done, even when the
-  // handle is collected or its environment torn down (an explicit unmap() still unmaps).
+  // handle is collected or its environment torn down (RegionUse: even through unmap()).
   static std::shared_ptr<Region> RegionOf(const Napi::Value& v);
 
  private:

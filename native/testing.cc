@@ -41,8 +41,10 @@ class OffThreadJob {
   using Work = std::function<void()>;
   using Settle = std::function<void(Napi::Env, Napi::Promise::Deferred&)>;
 
-  static Napi::Promise Start(Napi::Env env, const char* name, std::shared_ptr<Region> keep,
+  static Napi::Promise Start(Napi::Env env, const char* name, std::shared_ptr<Region> region,
                              Work work, Settle settle) {
+    std::unique_ptr<RegionUse> keep;
+    if (region) keep = std::make_unique<RegionUse>(std::move(region));
     auto* job = new OffThreadJob(env, std::move(keep), std::move(work), std::move(settle));
     Napi::Promise promise = job->deferred_.Promise();
     job->tsfn_ = Tsfn::New(env, name, 0, 1, job);
@@ -67,7 +69,7 @@ class OffThreadJob {
     if (env != nullptr) {
       // (With env null, teardown has already run and removed the hook.)
       napi_remove_env_cleanup_hook(env, OnTeardown, job);
-      DropRegion(env, job->keep_);
+      if (job->keep_) job->keep_->Drop(env);
       try {
         job->settle_(env, job->deferred_);
       } catch (const Napi::Error&) {
@@ -87,13 +89,13 @@ class OffThreadJob {
     job->thread_.detach();
   }
 
-  OffThreadJob(Napi::Env env, std::shared_ptr<Region> keep, Work work, Settle settle)
+  OffThreadJob(Napi::Env env, std::unique_ptr<RegionUse> keep, Work work, Settle settle)
       : keep_(std::move(keep)),
         work_(std::move(work)),
         settle_(std::move(settle)),
         deferred_(Napi::Promise::Deferred::New(env)) {}
 
-  std::shared_ptr<Region> keep_;
+  std::unique_ptr<RegionUse> keep_;  // null for a raw address: its memory is the caller's care
   Work work_;
   Settle settle_;
   Napi::Promise::Deferred deferred_;

@@ -877,4 +877,24 @@ describe('lifetime: memory that native threads use after the call that gave it r
     `);
     expect(out).to.deep.equal({ detached: true, sum: String(0x0707070707070707n), faults: 1, errors: 0 });
   });
+  it('unmap() while testing.touch threads write: gone for JS at once, unmapped when they end; mremap refuses meanwhile', () => {
+    // unmap() used to munmap under the running threads: SIGSEGV for the whole process.
+    const out = gcChildJson<{ busy: string; hidden: boolean; heldWhileTouching: boolean; unmappedAfter: boolean; touched: boolean }>(`
+      (async () => {
+        const fs = require('node:fs');
+        const m = uffd.Mapping.anonymous(1 << 30, { populate: false });
+        const start = m.address.toString(16);
+        const inMaps = () => fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').some((l) => l.startsWith(start + '-'));
+        const touching = uffd.testing.touch(m, { mode: 'write', stride: 1 << 20, threads: 2, durationMs: 500 });
+        let busy = 'none';
+        try { m.mremap((1 << 30) + (1 << 20)); } catch (e) { busy = e.code; }
+        m.unmap();
+        const hidden = !m.mapped;
+        const held = inMaps();
+        const results = await touching;
+        console.log(JSON.stringify({ busy, hidden, heldWhileTouching: held, unmappedAfter: !inMaps(), touched: results.every((r) => r.touched > 0) }));
+      })();
+    `);
+    expect(out).to.deep.equal({ busy: 'ERR_UFFD_MAPPING_BUSY', hidden: true, heldWhileTouching: true, unmappedAfter: true, touched: true });
+  });
 });
