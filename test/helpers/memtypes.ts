@@ -105,7 +105,11 @@ export function unavailable(type: MemType | undefined, ...features: (FeatureName
 export function skipIf(ctx: Mocha.Context, reason: string | undefined): void {
   if (reason === undefined) return;
   const title = ctx.currentTest?.fullTitle() ?? ctx.test?.fullTitle() ?? '';
+  // In a before() hook (a hook with no current test) the skip takes every test of the suite:
+  // say how many, once.
+  const allHook = (ctx.test as { type?: string } | undefined)?.type === 'hook' && ctx.currentTest === undefined;
+  const tests = allHook ? (ctx.test?.parent?.total() ?? 1) : 1;
   // test/vm/run.mjs groups the skips of each kernel by the text in [why: ...].
-  process.stdout.write(`      skip: ${title} [why: ${reason}]\n`);
+  process.stdout.write(`      skip: ${title} [why: ${reason}]${tests > 1 ? ` x${tests}` : ''}\n`);
   ctx.skip();
 }

@@ -236,10 +236,13 @@ function runVM(k, cpio, opts, logFile) {
   });
 }
 
-// The tests' "skip: <title> [why: <reason>]" lines, counted by reason, most frequent first.
+// The tests' "skip: <title> [why: <reason>]" lines (" xN" after them: a hook skipped N tests),
+// counted by reason, most frequent first.
 function skipReasons(body) {
   const counts = new Map();
-  for (const m of body.matchAll(/^\s*skip: .* \[why: (.*)\]\s*$/gm)) counts.set(m[1], (counts.get(m[1]) ?? 0) + 1);
+  for (const m of body.matchAll(/^\s*skip: .* \[why: (.*)\](?: x(\d+))?\s*$/gm)) {
+    counts.set(m[1], (counts.get(m[1]) ?? 0) + Number(m[2] ?? 1));
+  }
   return [...counts].sort((a, b) => b[1] - a[1]);
 }
 
@@ -359,7 +362,7 @@ async function main() {
     console.log(`\nskipped on ${r.k.name} (${r.skipped}):`);
     for (const [why, n] of r.skips.slice(0, 12)) console.log(`  ${String(n).padStart(4)}  ${why}`);
     if (r.skips.length > 12) console.log(`        ... and ${r.skips.length - 12} more reasons`);
-    if (said < r.skipped) console.log(`  ${String(r.skipped - said).padStart(4)}  (reason printed in another form; see the console log)`);
+    if (said < r.skipped) console.log(`  ${String(r.skipped - said).padStart(4)}  (no [why: ...] line; see the console log)`);
   }
 
   // Failure details after all lines, so the per-kernel lines stay together.
