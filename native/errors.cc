@@ -43,3 +43,9 @@ void ThrowRangeError(Napi::Env env, const std::string& message) {
   error.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
   throw error;
 }
+
+void ThrowCodedError(Napi::Env env, const char* code, const std::string& message) {
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  throw error;
+}

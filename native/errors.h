@@ -23,3 +23,5 @@ Napi::Error MakeSysError(Napi::Env env, const SysErrorInfo& info);
 [[noreturn]] void ThrowSysError(Napi::Env env, const SysErrorInfo& info);
 [[noreturn]] void ThrowTypeError(Napi::Env env, const std::string& message);
 [[noreturn]] void ThrowRangeError(Napi::Env env, const std::string& message);
+// A plain Error with one of our own codes (ERR_UFFD_CLOSED, ERR_UFFD_UNMAPPED, ...).
+[[noreturn]] void ThrowCodedError(Napi::Env env, const char* code, const std::string& message);

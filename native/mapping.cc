@@ -113,9 +113,7 @@ std::shared_ptr<Region> MappingHandle::RegionOf(const Napi::Value& v) {
 
 Region& MappingHandle::LiveRegion(Napi::Env env) {
   if (!region_ || !region_->mapped) {
-    Napi::Error error = Napi::Error::New(env, "this mapping has been unmapped");
-    error.Set("code", Napi::String::New(env, "ERR_UFFD_UNMAPPED"));
-    throw error;
+    ThrowCodedError(env, "ERR_UFFD_UNMAPPED", "this mapping has been unmapped");
   }
   return *region_;
 }
@@ -225,11 +223,9 @@ Napi::Value MappingHandle::Mremap(const Napi::CallbackInfo& info) {
   // A native job's thread holds the current address: moving or shrinking the memory under it
   // would fault it (a process-wide SIGSEGV).
   if (r.Busy()) {
-    Napi::Error error = Napi::Error::New(env,
-                                         "a native job (testing.touch, forkTouch or madvise) is "
-                                         "using this mapping: mremap after it ends");
-    error.Set("code", Napi::String::New(env, "ERR_UFFD_MAPPING_BUSY"));
-    throw error;
+    ThrowCodedError(env, "ERR_UFFD_MAPPING_BUSY",
+                    "a native job (testing.touch, forkTouch or madvise) is using this mapping: "
+                    "mremap after it ends");
   }
   uint64_t new_length = ArgLength(info, 0, "newLength");
   bool may_move = info[1].ToBoolean().Value();

@@ -38,13 +38,7 @@ int HandleFd(const Napi::CallbackInfo& info, size_t i) {
   Napi::Env env = info.Env();
   UffdHandle* handle = UffdHandle::Of(info[i]);
   if (handle == nullptr) ThrowTypeError(env, "uffd must be a Userfaultfd handle");
-  int fd = handle->fd();
-  if (fd < 0) {
-    Napi::Error error = Napi::Error::New(env, "this userfaultfd is closed");
-    error.Set("code", Napi::String::New(env, "ERR_UFFD_CLOSED"));
-    throw error;
-  }
-  return fd;
+  return handle->LiveFd(env);
 }
 
 // Issues the moves of `op` from entry `index`, `done` bytes into it, until all are done or one

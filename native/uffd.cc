@@ -63,11 +63,7 @@ void UffdHandle::OnEnvTeardown(void* self) {
 }
 
 int UffdHandle::LiveFd(Napi::Env env) const {
-  if (fd_ < 0) {
-    Napi::Error error = Napi::Error::New(env, "this userfaultfd is closed");
-    error.Set("code", Napi::String::New(env, "ERR_UFFD_CLOSED"));
-    throw error;
-  }
+  if (fd_ < 0) ThrowCodedError(env, "ERR_UFFD_CLOSED", "this userfaultfd is closed");
   return fd_;
 }
 

@@ -23,9 +23,9 @@ class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
   // The handle `v` wraps, or nullptr if it is not one (checked by type tag, as the methods check
   // their receiver). For the addon's free functions that take a handle (native/move.cc).
   static UffdHandle* Of(const Napi::Value& v);
+  int LiveFd(Napi::Env env) const;  // throws ERR_UFFD_CLOSED once closed
 
  private:
-  int LiveFd(Napi::Env env) const;  // throws ERR_UFFD_CLOSED once closed
   Napi::Value FillRange(const Napi::CallbackInfo& info, const char* what, const char* ioctl_name,
                         uint64_t known_modes,
                         IoctlResult (*fill)(int, uint64_t, uint64_t, uint64_t));
