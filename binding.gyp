@@ -9,6 +9,7 @@
         "native/uffd.cc",
         "native/mapping.cc",
         "native/pagemap.cc",
+        "native/event_ring.cc",
         "native/reader.cc",
         "native/sysinfo.cc",
         "native/testing.cc",

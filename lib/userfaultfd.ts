@@ -416,6 +416,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
    * Wait for events and return them (blocking the calling thread up to `timeoutMs`). For a Worker
    * that owns the fault loop; never on the main thread while it may touch registered memory, and
    * not together with listeners or events() on the same object (their thread reads instead).
+   * With EVENT_FORK, prefer the event thread: see {@link serveFaults} for why.
    */
   readEvents(options?: ReadEventsOptions): UffdEvent<Userfaultfd>[] {
     const opts = toOptions(options);

@@ -64,6 +64,11 @@ export interface ServeOptions {
  * events, each handed to `handler` (which resolves the faults, e.g. with uffd.copy). Returns the
  * number of events served. Meant for a dedicated Worker; it never yields to the event loop.
  * A resolution that finds the page already there (EEXIST) is treated as done and woken.
+ *
+ * Not for a uffd with EVENT_FORK: a fork() anywhere in the process (child_process.spawn
+ * included) then sleeps until its FORK event is read while holding glibc's malloc locks, and a
+ * Worker allocates as it runs, so the two can wait for each other forever. The event thread
+ * (listeners, events(), policies) reads without allocating; serve EVENT_FORK there.
  */
 export function serveFaults(uffd: Userfaultfd, handler: (event: UffdEvent<Userfaultfd>) => void, options?: ServeOptions): number {
   const opts = toOptions(options);

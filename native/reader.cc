@@ -22,6 +22,9 @@ namespace {
 
 constexpr int kBatch = 64;            // messages per read(2)
 constexpr size_t kMaxHeld = 1 << 16;  // messages held for JS while it is paused
+// Faults waiting to be retried after EAGAIN. Each is a thread asleep in a fault, so this is
+// more than any process has; if it ever fills, reading pauses until retries succeed.
+constexpr size_t kMaxDeferred = 1 << 14;
 // How long the event thread leaves a readable uffd to the JS thread's loop before reading it
 // itself. Short enough that a JS thread asleep in its own fault is rescued quickly (the deadlock
 // guard), long enough that the thread wakes at most a few hundred times a second while the JS
@@ -85,13 +88,32 @@ IoctlResult FillAll(uint64_t len, Fill fill) {
 }  // namespace
 
 Reader::Reader(Napi::Env env, int uffd, Napi::Function callback, long guard_tid)
-    : uffd_(uffd), stop_fd_(-1), guard_tid_(guard_tid), env_(env) {
+    : uffd_(uffd),
+      guard_tid_(guard_tid),
+      env_(env),
+      ring_(kMaxHeld + kMaxDeferred + kBatch + 1),
+      deferred_(new uffd_msg[kMaxDeferred]),
+      retry_(new uffd_msg[kMaxDeferred + kBatch]),
+      seen_(new uint64_t[kMaxDeferred + kBatch]) {
+  if (!ring_.ok()) ThrowSysError(env, {ENOMEM, "mmap"});
+  // Computed here, once: the event thread must not open files (stdio allocates).
+  DefaultHugePageSize();
+  PageSize();
   stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stop_fd_ < 0) ThrowSysError(env, {errno, "eventfd"});
-  // Unlimited queue: the event thread never blocks on JS, so a JS thread that is itself joining
-  // the event thread (close(), a finalizer) can never deadlock with it. The queue is bounded in
-  // practice: each faulting thread has one fault outstanding until it is resolved.
-  tsfn_ = BatchTsfn::New(env, callback, "userfaultfd.events", 0, 1, this);
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+    close(stop_fd_);
+    ThrowRangeError(env, "no event loop to deliver events to");
+  }
+  async_ = new uv_async_t;
+  int err = uv_async_init(loop, async_, OnAsync);
+  if (err != 0) {
+    delete async_;
+    close(stop_fd_);
+    ThrowSysError(env, {-err, "uv_async_init"});
+  }
+  async_->data = this;
   callback_ = Napi::Persistent(callback);
   UpdateMainLoop();
   thread_ = std::thread(&Reader::Run, this);
@@ -99,73 +121,101 @@ Reader::Reader(Napi::Env env, int uffd, Napi::Function callback, long guard_tid)
 
 Reader::~Reader() { Stop(); }
 
+// FORK descriptors are ours to close when their message never reaches JS.
+static void CloseForkFds(const RingSlot* slots, size_t count) {
+  for (size_t i = 0; i < count; i++) {
+    if (slots[i].kind == SlotKind::kMessage && slots[i].msg.event == UFFD_EVENT_FORK) {
+      close(static_cast<int>(slots[i].msg.arg.fork.ufd));
+    }
+  }
+}
+
 void Reader::Stop() {
   if (stopped_.exchange(true)) return;
   UpdateMainLoop();  // closes the main-loop reader before the descriptor can be closed
-  uint64_t one = 1;
-  ssize_t ignored = write(stop_fd_, &one, sizeof one);
-  (void)ignored;
+  WakeThread();
   if (thread_.joinable()) thread_.join();
-  tsfn_.Release();
+  // uv_close stops it at once (no OnAsync after this); the handle is freed by the loop.
+  async_->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(async_),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+  async_ = nullptr;
   callback_.Reset();
+  size_t count = 0;
+  const RingSlot* left = ring_.Peek(&count);
+  CloseForkFds(left, count);
+  ring_.Take(count);
   close(stop_fd_);
   stop_fd_ = -1;
 }
 
-void Reader::SetPaused(bool paused) {
-  paused_ = paused;
-  UpdateMainLoop();
+void Reader::WakeThread() {
   uint64_t one = 1;
-  ssize_t ignored = write(stop_fd_, &one, sizeof one);  // wake poll to look at the flag
+  ssize_t ignored = write(stop_fd_, &one, sizeof one);
   (void)ignored;
 }
 
-void Reader::Ref(Napi::Env env) {
-  tsfn_.Ref(env);
-  refed_ = true;
-  if (main_->poll) uv_ref(reinterpret_cast<uv_handle_t*>(main_->poll));
+void Reader::SetPaused(bool paused) {
+  if (stopped_) return;
+  paused_ = paused;
+  UpdateMainLoop();
+  // Resumed: what waited in the ring goes first, from the loop (not from inside this call).
+  if (!paused) uv_async_send(async_);
 }
 
-void Reader::Unref(Napi::Env env) {
-  tsfn_.Unref(env);
+void Reader::Ref() {
+  refed_ = true;
+  if (async_) uv_ref(reinterpret_cast<uv_handle_t*>(async_));
+  if (main_poll_) uv_ref(reinterpret_cast<uv_handle_t*>(main_poll_));
+}
+
+void Reader::Unref() {
   refed_ = false;
-  if (main_->poll) uv_unref(reinterpret_cast<uv_handle_t*>(main_->poll));
+  if (async_) uv_unref(reinterpret_cast<uv_handle_t*>(async_));
+  if (main_poll_) uv_unref(reinterpret_cast<uv_handle_t*>(main_poll_));
+}
+
+// Only the JS thread changes the list, so it reads it here without the lock. The new list is
+// built, and the old one freed, outside the lock: the event thread takes that lock for every
+// resolution, and must never wait on a thread that waits for malloc (event_ring.h).
+void Reader::SwapPolicies(std::vector<std::shared_ptr<Policy>>* next) {
+  std::lock_guard<std::mutex> lock(policies_mutex_);
+  policies_.swap(*next);
 }
 
 bool Reader::AddPolicy(std::shared_ptr<Policy> policy) {
-  {
-    std::lock_guard<std::mutex> lock(policies_mutex_);
-    auto at = std::lower_bound(
-        policies_.begin(), policies_.end(), policy->start,
-        [](const std::shared_ptr<Policy>& p, uint64_t start) { return p->start < start; });
-    if (at != policies_.end() && (*at)->start < policy->end) return false;
-    if (at != policies_.begin() && (*(at - 1))->end > policy->start) return false;
-    policies_.insert(at, std::move(policy));
-  }
+  auto at = std::lower_bound(
+      policies_.begin(), policies_.end(), policy->start,
+      [](const std::shared_ptr<Policy>& p, uint64_t start) { return p->start < start; });
+  if (at != policies_.end() && (*at)->start < policy->end) return false;
+  if (at != policies_.begin() && (*(at - 1))->end > policy->start) return false;
+  if (policy->kind == PolicyKind::kCopyFd) policy->bounce.resize(policy->unit);
+  std::vector<std::shared_ptr<Policy>> next;
+  next.reserve(policies_.size() + 1);
+  next.insert(next.end(), policies_.begin(), at);
+  next.push_back(std::move(policy));
+  next.insert(next.end(), at, policies_.end());
+  SwapPolicies(&next);
   // Policies never wait for JS: from now on only the event thread reads.
   UpdateMainLoop();
   return true;
 }
 
 bool Reader::RemovePolicy(uint32_t id) {
-  {
-    std::lock_guard<std::mutex> lock(policies_mutex_);
-    auto it = std::find_if(policies_.begin(), policies_.end(),
-                           [id](const std::shared_ptr<Policy>& p) { return p->id == id; });
-    if (it == policies_.end()) return false;
-    policies_.erase(it);
+  std::vector<std::shared_ptr<Policy>> next;
+  for (const auto& p : policies_) {
+    if (p->id != id) next.push_back(p);
   }
+  if (next.size() == policies_.size()) return false;
+  SwapPolicies(&next);  // `next` now holds the old list: the policy is freed with it, unlocked
   UpdateMainLoop();
   return true;
 }
 
 void Reader::UpdateMainLoop() {
-  bool want = !stopped_ && !paused_;
-  if (want) {
-    std::lock_guard<std::mutex> lock(policies_mutex_);
-    want = policies_.empty();
-  }
-  if (want == (main_->poll != nullptr)) return;
+  // policies_ is changed on this thread only, so it is read here without the lock.
+  const bool want = !stopped_ && !paused_ && policies_.empty();
+  if (want == (main_poll_ != nullptr)) return;
   if (want) {
     uv_loop_t* loop = nullptr;
     if (napi_get_uv_event_loop(env_, &loop) != napi_ok || loop == nullptr) return;
@@ -177,24 +227,77 @@ void Reader::UpdateMainLoop() {
     poll_handle->data = this;
     uv_poll_start(poll_handle, UV_READABLE, OnMainPoll);
     if (!refed_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_handle));
-    main_->poll = poll_handle;
-    main_->stalled = false;
+    main_poll_ = poll_handle;
+    main_stalled_ = false;
     main_mode_ = true;
   } else {
     main_mode_ = false;
     // uv_close stops the watch at once; the handle is freed when the loop runs its callback.
-    uv_close(reinterpret_cast<uv_handle_t*>(main_->poll),
+    uv_close(reinterpret_cast<uv_handle_t*>(main_poll_),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    main_->poll = nullptr;
+    main_poll_ = nullptr;
     // The event thread may be in its grace period, leaving the uffd to the JS thread: wake it.
-    uint64_t one = 1;
-    ssize_t ignored = write(stop_fd_, &one, sizeof one);
-    (void)ignored;
+    WakeThread();
   }
+}
+
+void Reader::ResumeMainLoop() {
+  if (!main_stalled_ || main_poll_ == nullptr) return;
+  if (reads_in_flight_.load() > 0 || !ring_.Empty()) return;  // the next Drain will look again
+  main_stalled_ = false;
+  uv_poll_start(main_poll_, UV_READABLE, OnMainPoll);
 }
 
 void Reader::OnMainPoll(uv_poll_t* handle, int status, int) {
   if (status == 0) static_cast<Reader*>(handle->data)->OnMainReadable();
+}
+
+// Hands one batch to JS. Called last by its callers: the callback may close the uffd, which
+// destroys the Reader.
+static void Deliver(Napi::Env env, Napi::Function callback, const std::vector<uffd_msg>& msgs,
+                    const std::vector<FaultReport>& reports) {
+  Napi::Value raw;
+  Napi::Value list = env.Undefined();
+  try {
+    // In a Worker being terminated every napi call fails (and throws: binding.gyp defines
+    // NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS, without which building the exception itself would
+    // abort the process). Then the batch is dropped; teardown closes the uffd, which wakes the
+    // faulting threads.
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, msgs.size() * sizeof(uffd_msg));
+    if (!msgs.empty()) std::memcpy(buffer.Data(), msgs.data(), msgs.size() * sizeof(uffd_msg));
+    raw = buffer;
+    if (!reports.empty()) {
+      Napi::Array arr = Napi::Array::New(env, reports.size());
+      for (size_t i = 0; i < reports.size(); i++) {
+        const FaultReport& r = reports[i];
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("address", Napi::BigInt::New(env, r.address));
+        o.Set("flags", Napi::Number::New(env, static_cast<double>(r.flags)));
+        o.Set("tid", Napi::Number::New(env, r.tid));
+        o.Set("errno", Napi::Number::New(env, -r.err));
+        o.Set("ioctl", Napi::String::New(env, r.ioctl));
+        o.Set("policy", Napi::Number::New(env, r.policy));
+        o.Set("guard", Napi::Boolean::New(env, r.guard));
+        arr.Set(i, o);
+      }
+      list = arr;
+    }
+  } catch (const Napi::Error&) {
+    for (const uffd_msg& m : msgs) {
+      if (m.event == UFFD_EVENT_FORK) close(static_cast<int>(m.arg.fork.ufd));
+    }
+    return;
+  }
+  try {
+    // MakeCallback: the promise jobs a handler queues run when it returns, as after any I/O.
+    // (Its receiver must be an object; the callback is an arrow function and ignores it.)
+    callback.MakeCallback(env.Global(), {raw, list});
+  } catch (const Napi::Error& e) {
+    // The TS layer catches handler exceptions itself; reaching here is a bug of ours, and it
+    // surfaces as an uncaught exception rather than being lost. (In a stopping environment the
+    // call fails without running JS, and so does this: there is nothing left to report to.)
+    if (!e.Value().IsEmpty()) napi_fatal_exception(env, e.Value());
+  }
 }
 
 void Reader::OnMainReadable() {
@@ -203,13 +306,14 @@ void Reader::OnMainReadable() {
   ssize_t got;
   {
     std::lock_guard<std::mutex> lock(read_mutex_);
-    if (main_->in_flight.load() > 0 || held_count_.load() > 0) {
-      // Those batches go first. The poll is level-triggered: rather than spin on it until they
-      // arrive, stop it; delivering the last of them starts it again.
-      uv_poll_stop(main_->poll);
-      main_->stalled = true;
+    main_stalled_ = true;
+    if (reads_in_flight_.load() > 0 || !ring_.Empty()) {
+      // Those go first. The poll is level-triggered: rather than spin on it until they arrive,
+      // stop it; the Drain that delivers them starts it again.
+      uv_poll_stop(main_poll_);
       return;
     }
+    main_stalled_ = false;
     got = read(uffd_, msgs, sizeof msgs);
   }
   if (got <= 0) return;  // the event thread took them (EAGAIN), or an error it will report
@@ -218,7 +322,8 @@ void Reader::OnMainReadable() {
   // exist in main-loop mode, and the JS thread cannot be the faulting thread of what it reads).
   std::vector<uffd_msg> out;
   std::vector<uint64_t> seen;
-  for (int i = 0; i < static_cast<int>(got / sizeof(uffd_msg)); i++) {
+  const int count = static_cast<int>(got / sizeof(uffd_msg));
+  for (int i = 0; i < count; i++) {
     if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
       uint64_t page = msgs[i].arg.pagefault.address & ~(PageSize() - 1);
       if (std::find(seen.begin(), seen.end(), page) != seen.end()) continue;
@@ -228,18 +333,42 @@ void Reader::OnMainReadable() {
   }
   Napi::Env env = env_;
   Napi::HandleScope scope(env);
-  try {
-    // In a Worker being terminated every napi call fails (and throws, see DeliverBatch): then
-    // the batch is dropped, as the event thread drops one; teardown closes the uffd, which
-    // wakes the faulting threads.
-    Napi::ArrayBuffer raw = Napi::ArrayBuffer::New(env, out.size() * sizeof(uffd_msg));
-    std::memcpy(raw.Data(), out.data(), out.size() * sizeof(uffd_msg));
-    // MakeCallback: the promise jobs a handler queues run when it returns, as after any I/O.
-    // (Its receiver must be an object; the callback is an arrow function and ignores it.)
-    callback_.MakeCallback(env.Global(), {raw, env.Undefined()});
-  } catch (const Napi::Error& e) {
-    if (!e.Value().IsEmpty()) napi_fatal_exception(env, e.Value());
+  Deliver(env, callback_.Value(), out, {});
+}
+
+void Reader::OnAsync(uv_async_t* handle) {
+  if (handle->data != nullptr) static_cast<Reader*>(handle->data)->Drain();
+}
+
+void Reader::Drain() {
+  if (stopped_) return;
+  size_t count = 0;
+  RingSlot* slots = ring_.Peek(&count);
+  // Copied out before JS runs: the callback may close the uffd, which destroys this Reader.
+  std::vector<uffd_msg> msgs;
+  std::vector<FaultReport> reports;
+  // While paused the messages wait, but reports (errors, and the deadlock guard's notices) go
+  // now: they are marked delivered in place and skipped when the messages follow.
+  for (size_t i = paused_ ? reports_scanned_ : 0; i < count; i++) {
+    if (slots[i].kind == SlotKind::kReport) {
+      reports.push_back(slots[i].report);
+      if (paused_) slots[i].kind = SlotKind::kDelivered;
+    } else if (slots[i].kind == SlotKind::kMessage && !paused_) {
+      msgs.push_back(slots[i].msg);
+    }
   }
+  if (paused_) {
+    reports_scanned_ = count;
+  } else {
+    ring_.Take(count);
+    reports_scanned_ = 0;
+    if (space_wanted_.exchange(false)) WakeThread();
+    ResumeMainLoop();
+  }
+  if (msgs.empty() && reports.empty()) return;
+  Napi::Env env = env_;
+  Napi::HandleScope scope(env);
+  Deliver(env, callback_.Value(), msgs, reports);
 }
 
 std::shared_ptr<Policy> Reader::FindPolicy(uint32_t id) {
@@ -252,7 +381,7 @@ std::shared_ptr<Policy> Reader::FindPolicy(uint32_t id) {
 
 // Resolves a fault on the event thread. Faults in a policy range are resolved by the policy; a
 // fault raised by the JS thread itself (the deadlock guard) by the fallback; the rest go to JS.
-bool Reader::Resolve(const uffd_msg& msg, Batch* batch, bool* retried) {
+bool Reader::Resolve(const uffd_msg& msg, RingSlot* out, size_t* used) {
   const uint64_t address = msg.arg.pagefault.address;
   const uint64_t flags = msg.arg.pagefault.flags;
   const uint32_t tid = msg.arg.pagefault.feat.ptid;
@@ -266,7 +395,8 @@ bool Reader::Resolve(const uffd_msg& msg, Batch* batch, bool* retried) {
 
   const bool guard = policy == nullptr && guard_tid_ != 0 && tid == guard_tid_;
   if (policy == nullptr && !guard) {
-    batch->msgs.push_back(msg);
+    out[*used].kind = SlotKind::kMessage;
+    out[(*used)++].msg = msg;
     return true;
   }
 
@@ -312,9 +442,7 @@ bool Reader::Resolve(const uffd_msg& msg, Batch* batch, bool* retried) {
       return UffdCopy(uffd_, start + d, reinterpret_cast<uintptr_t>(src + d), unit - d, 0);
     });
   } else if (policy->kind == PolicyKind::kCopyFd) {
-    // One bounce buffer per event thread, grown to the largest unit seen.
-    thread_local std::vector<uint8_t> bounce;
-    if (bounce.size() < unit) bounce.resize(unit);
+    std::vector<uint8_t>& bounce = policy->bounce;  // sized to the unit when it was added
     uint64_t offset = policy->fd_offset + (start - policy->start);
     size_t got = 0;
     while (got < unit) {
@@ -364,7 +492,6 @@ bool Reader::Resolve(const uffd_msg& msg, Batch* batch, bool* retried) {
     // An unread FORK/REMAP/REMOVE/UNMAP event is changing the address space: retry after the
     // next read has taken it.
     if (policy) policy->stats.retries++;
-    *retried = true;
     return false;
   }
   if (policy) {
@@ -373,70 +500,45 @@ bool Reader::Resolve(const uffd_msg& msg, Batch* batch, bool* retried) {
   }
   if (r.err != 0 || guard) {
     if (policy && r.err) policy->stats.errors++;
-    batch->reports.push_back(
-        {address, flags, tid, r.err, ioctl_name, policy ? policy->id : 0, guard});
+    out[*used].kind = SlotKind::kReport;
+    out[(*used)++].report = {address, flags, tid, r.err, ioctl_name, policy ? policy->id : 0,
+                             guard};
   }
   return true;
 }
 
-void Reader::Send(Batch* batch, bool counted) {
-  if (batch->msgs.empty() && batch->reports.empty()) {
-    if (counted) main_->in_flight.fetch_sub(1);
-    return;
-  }
-  Batch* out = new Batch(std::move(*batch));
-  *batch = Batch();
-  if (counted) out->main = main_;  // delivery counts it down
-  if (tsfn_.NonBlockingCall(out) != napi_ok) {
-    if (counted) main_->in_flight.fetch_sub(1);
-    // The environment is going away: nobody will read these. FORK descriptors are ours to close.
-    for (const uffd_msg& m : out->msgs) {
-      if (m.event == UFFD_EVENT_FORK) close(static_cast<int>(m.arg.fork.ufd));
-    }
-    delete out;
-  }
-}
-
 void Reader::Run() {
   pthread_setname_np(pthread_self(), "uffd-events");
+  // Nothing in this loop allocates or frees, nor takes a lock that a thread waiting for malloc
+  // could hold (event_ring.h): a fork() anywhere in the process waits for it.
   uffd_msg msgs[kBatch];
-  std::vector<uffd_msg> deferred;
-  // What JS is not taking while paused. Reading goes on meanwhile, so that native policies and
-  // the deadlock guard never wait for JS: a JS thread that faults on itself while its events()
-  // queue is full would otherwise sleep forever, since only it can drain the queue. This stays
-  // small (each waiting fault holds its thread); past kMaxHeld, reading stops until JS resumes.
-  std::vector<uffd_msg> held;
-  Batch batch;
+  size_t deferred = 0;  // in deferred_
   for (;;) {
-    // stop_fd_ wakes the thread to stop, pause or resume.
+    // Each round writes at most one slot per fault retried and per message read, plus one for
+    // an error. Short of that, wait for JS to take what is waiting (it wakes us).
+    space_wanted_ = true;
+    const size_t room = ring_.Room();
+    const bool retrying = deferred > 0 && room >= deferred + 1;
+    const bool reading = room >= deferred + kBatch + 1 && deferred + kBatch <= kMaxDeferred;
+    if (reading) space_wanted_ = false;
     struct pollfd fds[2] = {{stop_fd_, POLLIN, 0}, {uffd_, POLLIN, 0}};
-    const bool reading = !paused_ || held.size() < kMaxHeld;
     // With faults waiting for an address-space change to settle, come back soon to retry them.
-    int n = poll(fds, reading ? 2 : 1, deferred.empty() ? -1 : 1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      batch.reports.push_back({0, 0, 0, errno, "poll", 0, false});
-      break;
+    int n = poll(fds, reading ? 2 : 1, retrying ? 1 : -1);
+    RingSlot* out = ring_.WriteAt();
+    size_t used = 0;
+    bool failed = false;
+    if (n < 0 && errno != EINTR) {
+      out[used].kind = SlotKind::kReport;
+      out[used++].report = {0, 0, 0, errno, "poll", 0, false};
+      failed = true;
     }
     if (stopped_) break;
-    if (fds[0].revents) {
+    if (n > 0 && fds[0].revents) {
       uint64_t value;
       ssize_t ignored = read(stop_fd_, &value, sizeof value);
       (void)ignored;
     }
-    if (!paused_ && !held.empty()) {
-      // Resumed: what was held goes to JS first, counted in flight so that the JS loop (which
-      // stalls while anything is held) cannot overtake it.
-      {
-        std::lock_guard<std::mutex> lock(read_mutex_);
-        batch.msgs.insert(batch.msgs.begin(), held.begin(), held.end());
-        held.clear();
-        held_count_ = 0;
-        main_->in_flight.fetch_add(1);
-      }
-      Send(&batch, true);
-    }
-    if (reading && (fds[1].revents & POLLIN) && main_mode_) {
+    if (!failed && reading && (fds[1].revents & POLLIN) && main_mode_) {
       // The JS thread's loop reads first. Step in only if it has read nothing for the grace
       // period: it is busy, or asleep in a fault of its own (the deadlock guard's case).
       uint64_t reads = main_reads_;
@@ -447,11 +549,11 @@ void Reader::Run() {
         (void)ignored;
       }
       if (stopped_) break;
-      if (paused_ || main_reads_ != reads) continue;
+      if (main_mode_ && main_reads_ != reads) continue;
     }
     int count = 0;
     bool counted = false;
-    if (reading && (fds[1].revents & POLLIN)) {
+    if (!failed && reading && (fds[1].revents & POLLIN)) {
       ssize_t got;
       {
         // Counted in flight under the lock: the JS thread reads only when nothing read before
@@ -459,113 +561,50 @@ void Reader::Run() {
         std::lock_guard<std::mutex> lock(read_mutex_);
         got = read(uffd_, msgs, sizeof msgs);
         counted = got > 0;
-        if (counted) main_->in_flight.fetch_add(1);
+        if (counted) reads_in_flight_++;
       }
       if (got < 0 && errno != EAGAIN && errno != EINTR) {
-        batch.reports.push_back({0, 0, 0, errno, "read", 0, false});
-        break;
+        out[used].kind = SlotKind::kReport;
+        out[used++].report = {0, 0, 0, errno, "read", 0, false};
+        failed = true;
       }
       count = got > 0 ? static_cast<int>(got / sizeof(uffd_msg)) : 0;
-    } else if (reading && (fds[1].revents & (POLLERR | POLLHUP | POLLNVAL))) {
+    } else if (!failed && reading && (fds[1].revents & (POLLERR | POLLHUP | POLLNVAL))) {
       // The uffd has no more events to give (its address space is gone, or it was closed).
-      break;
+      failed = true;
     }
 
     // Faults deferred by EAGAIN first: the events just read are what they were waiting for.
-    std::vector<uffd_msg> retry;
-    retry.swap(deferred);
+    size_t retries = 0;
+    if (retrying || count > 0) {
+      std::copy(deferred_.get(), deferred_.get() + deferred, retry_.get());
+      retries = deferred;
+      deferred = 0;
+    }
     for (int i = 0; i < count; i++) {
       if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
-        retry.push_back(msgs[i]);
+        retry_[retries++] = msgs[i];
       } else {
-        batch.msgs.push_back(msgs[i]);
+        out[used].kind = SlotKind::kMessage;
+        out[used++].msg = msgs[i];
       }
     }
     // The same page may be reported by several threads; one resolution wakes them all (and a
     // deferred one will, when it is retried).
-    std::vector<uint64_t> seen;
-    for (const uffd_msg& m : retry) {
+    size_t seen = 0;
+    for (size_t i = 0; i < retries; i++) {
+      const uffd_msg& m = retry_[i];
       uint64_t page = m.arg.pagefault.address & ~(PageSize() - 1);
-      if (std::find(seen.begin(), seen.end(), page) != seen.end()) continue;
-      seen.push_back(page);
-      bool retried = false;
-      if (!Resolve(m, &batch, &retried)) deferred.push_back(m);
+      if (std::find(seen_.get(), seen_.get() + seen, page) != seen_.get() + seen) continue;
+      seen_[seen++] = page;
+      if (!Resolve(m, out, &used)) deferred_[deferred++] = m;
     }
-    // Events for JS keep their order across a pause; reports (errors) are sent regardless.
-    if (paused_ && !batch.msgs.empty()) {
-      std::lock_guard<std::mutex> lock(read_mutex_);
-      held.insert(held.end(), batch.msgs.begin(), batch.msgs.end());
-      held_count_ = held.size();
-      batch.msgs.clear();
-    }
-    Send(&batch, counted);
-  }
-  batch.msgs.insert(batch.msgs.begin(), held.begin(), held.end());
-  Send(&batch, false);
-}
-
-// FORK descriptors are ours to close when their batch never reaches JS.
-static void CloseForkFds(const Batch& batch) {
-  for (const uffd_msg& m : batch.msgs) {
-    if (m.event == UFFD_EVENT_FORK) close(static_cast<int>(m.arg.fork.ufd));
-  }
-}
-
-// Runs on the JS thread once per batch (or with env null at teardown: then only frees).
-//
-// A Worker being terminated still runs its loop for a while, but can no longer run JS: every
-// napi call that needs to then fails. node-addon-api turns such a failure into a C++ exception
-// only with NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS (binding.gyp); without it, building the
-// exception itself aborts the whole process ("Error::Error napi_define_properties").
-void DeliverBatch(Napi::Env env, Napi::Function callback, Reader*, Batch* batch) {
-  std::unique_ptr<Batch> owned(batch);
-  if (batch->main && batch->main->in_flight.fetch_sub(1) == 1 && env != nullptr) {
-    MainLoopState& main = *batch->main;
-    if (main.stalled && main.poll != nullptr) {
-      main.stalled = false;
-      uv_poll_start(main.poll, UV_READABLE, Reader::OnMainPoll);
-    }
-  }
-  if (env == nullptr || callback.IsEmpty()) {
-    CloseForkFds(*batch);
-    return;
-  }
-  Napi::Value raw;
-  Napi::Value reports = env.Undefined();
-  try {
-    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, batch->msgs.size() * sizeof(uffd_msg));
-    if (!batch->msgs.empty()) {
-      std::memcpy(buffer.Data(), batch->msgs.data(), batch->msgs.size() * sizeof(uffd_msg));
-    }
-    raw = buffer;
-    if (!batch->reports.empty()) {
-      Napi::Array arr = Napi::Array::New(env, batch->reports.size());
-      for (size_t i = 0; i < batch->reports.size(); i++) {
-        const FaultReport& r = batch->reports[i];
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("address", Napi::BigInt::New(env, r.address));
-        o.Set("flags", Napi::Number::New(env, static_cast<double>(r.flags)));
-        o.Set("tid", Napi::Number::New(env, r.tid));
-        o.Set("errno", Napi::Number::New(env, -r.err));
-        o.Set("ioctl", Napi::String::New(env, r.ioctl));
-        o.Set("policy", Napi::Number::New(env, r.policy));
-        o.Set("guard", Napi::Boolean::New(env, r.guard));
-        arr.Set(i, o);
-      }
-      reports = arr;
-    }
-  } catch (const Napi::Error&) {
-    // The environment is stopping: nobody will read this batch.
-    CloseForkFds(*batch);
-    return;
-  }
-  try {
-    callback.Call({raw, reports});
-  } catch (const Napi::Error& e) {
-    // The TS layer catches handler exceptions itself; reaching here is a bug of ours, and it
-    // surfaces as an uncaught exception rather than being lost. (In a stopping environment the
-    // call fails without running JS, and so does this: there is nothing left to report to.)
-    napi_fatal_exception(env, e.Value());
+    ring_.Publish(used);
+    if (counted) reads_in_flight_--;
+    // Wake the JS thread for what it has to take, or to restart a main-loop reader that stalled
+    // behind this read; not for faults the policies resolved.
+    if (used > 0 || (counted && main_stalled_)) uv_async_send(async_);
+    if (failed) break;
   }
 }
 

@@ -4,7 +4,9 @@
 // it; if that someone is the JS thread, and the JS thread is the one asleep, the process hangs.
 // So faults are read by a native thread: it polls the uffd and a stop eventfd, reads up to 64
 // messages at a time, resolves the faults that fall in a native policy's range itself (no JS
-// hop), and hands everything else to JS as one batch per read through a thread-safe function.
+// hop), and hands everything else to JS through an EventRing and a uv_async_t: the JS thread
+// takes all that is waiting in one batch. The event thread never allocates (event_ring.h says
+// why: a fork() elsewhere in the process would otherwise hang it).
 //
 // While no policy is installed (only JS consumes the faults), the JS thread's own event loop
 // reads the uffd first (a uv_poll_t): that saves one thread wake-up per fault, which on a small
@@ -23,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "event_ring.h"
 #include "uapi.h"
 
 // How a policy resolves the MISSING faults in its range. WP faults in any policy range are
@@ -54,6 +57,7 @@ struct Policy {
   size_t data_len = 0;
   int fd = -1;  // kCopyFd: borrowed; the caller keeps it open while the policy exists
   uint64_t fd_offset = 0;
+  std::vector<uint8_t> bounce;  // kCopyFd: one unit, read into before the copy (event thread)
   // kMoveTable: a copy taken when the policy is added. The event thread reads it, and JS could
   // detach, transfer or shrink the BigUint64Array's buffer under a pointer into it.
   std::vector<uint64_t> table;
@@ -66,52 +70,23 @@ struct Policy {
   PolicyStats stats;
 };
 
-// A fault or event the event thread could not resolve, or resolved by the deadlock guard.
-struct FaultReport {
-  uint64_t address = 0;
-  uint64_t flags = 0;
-  uint32_t tid = 0;
-  int err = 0;             // positive errno, or 0 for a guard report
-  const char* ioctl = "";  // the ioctl that failed
-  uint32_t policy = 0;     // policy id, 0 for none
-  bool guard = false;      // the JS thread itself faulted: resolved with the fallback
-};
-
-// What the JS thread's main-loop reader shares with the batches on their way to JS, which can
-// outlive the Reader.
-struct MainLoopState {
-  std::atomic<int> in_flight{0};  // batches the event thread read and has not delivered yet
-  uv_poll_t* poll = nullptr;      // JS thread only: the open poll handle, or null
-  bool stalled = false;           // JS thread only: the poll is stopped until in_flight drains
-};
-
-struct Batch {
-  std::vector<uffd_msg> msgs;  // for JS: faults outside every policy, and all other events
-  std::vector<FaultReport> reports;
-  // Set if the batch counts in the main-loop state's in_flight (delivery counts it down).
-  std::shared_ptr<MainLoopState> main;
-};
-
-class Reader;
-void DeliverBatch(Napi::Env env, Napi::Function callback, Reader* reader, Batch* batch);
-using BatchTsfn = Napi::TypedThreadSafeFunction<Reader, Batch, DeliverBatch>;
-
 class Reader {
  public:
   // Starts the thread. `callback(msgs: ArrayBuffer, reports: object[] | undefined)` runs on the
   // JS thread once per batch. `guard_tid`: the JS thread's tid when the deadlock guard is on
-  // (THREAD_ID negotiated), else 0.
+  // (THREAD_ID negotiated), else 0. Throws if the ring or the async handle cannot be made.
   Reader(Napi::Env env, int uffd, Napi::Function callback, long guard_tid);
   ~Reader();
 
-  // Sets the stop flag, wakes the thread, joins it, releases the TSFN. Idempotent.
+  // JS thread. Sets the stop flag, wakes the thread, joins it, closes the async handle and drops
+  // what JS never took (closing FORK descriptors). Idempotent.
   void Stop();
-  // Backpressure without loss: while paused the thread hands nothing to JS; the events wait,
-  // in order, and their faulting threads with them. It keeps reading meanwhile, so native
-  // policies and the deadlock guard go on working without JS.
+  // JS thread. Backpressure without loss: while paused nothing is handed to JS; the events wait
+  // in the ring, in order. The thread keeps reading meanwhile, so native policies and the
+  // deadlock guard go on working without JS, until the ring is full.
   void SetPaused(bool paused);
-  void Ref(Napi::Env env);
-  void Unref(Napi::Env env);
+  void Ref();
+  void Unref();
 
   // Policies are added and removed on the JS thread while the event thread may be resolving;
   // the mutex is held across each resolution, so once Remove returns no resolution uses it.
@@ -123,42 +98,61 @@ class Reader {
  private:
   void Run();
   // Resolves one fault: true if done (or failed and reported), false to retry later (EAGAIN).
-  bool Resolve(const uffd_msg& msg, Batch* batch, bool* retried);
-  // `counted`: the batch comes from a read counted in main_->in_flight.
-  void Send(Batch* batch, bool counted);
+  // Writes at most one slot (a message for JS, or a report) at out[*used].
+  bool Resolve(const uffd_msg& msg, RingSlot* out, size_t* used);
+  // Swaps in a new policy list. The old list is freed by the caller, after the lock is dropped.
+  void SwapPolicies(std::vector<std::shared_ptr<Policy>>* next);
+  // JS thread: takes everything in the ring and hands it to JS (unless paused).
+  void Drain();
+  static void OnAsync(uv_async_t* handle);
   // JS thread: start or stop the main-loop reader to match the state (no policies, not paused,
   // not stopped).
   void UpdateMainLoop();
-  // JS thread: the uffd is readable. Reads and delivers one batch, unless batches the event
+  // JS thread: restart a stalled main-loop reader once nothing read earlier is still on its way.
+  void ResumeMainLoop();
+  // JS thread: the uffd is readable. Reads and delivers one batch, unless messages the event
   // thread read earlier are still undelivered (they go first, to keep the kernel's order).
   void OnMainReadable();
-
- public:
-  // The uv_poll_t callback (data: the Reader), also restarted by DeliverBatch.
   static void OnMainPoll(uv_poll_t* handle, int status, int events);
+  void WakeThread();
 
- private:
   int uffd_;
-  int stop_fd_;
+  int stop_fd_ = -1;
   long guard_tid_;
-  BatchTsfn tsfn_;
   std::thread thread_;
   std::atomic<bool> stopped_{false};
-  std::atomic<bool> paused_{false};
-  std::atomic<size_t> held_count_{0};  // events held for JS while paused (the JS loop waits)
-  std::mutex policies_mutex_;
-  std::vector<std::shared_ptr<Policy>> policies_;  // sorted by start, non-overlapping
+  bool paused_ = false;         // JS thread only
+  size_t reports_scanned_ = 0;  // JS thread: ring slots past the head already scanned for reports
   Napi::Env env_;
-
-  // The main-loop reader (JS thread only, but for the atomics).
   Napi::FunctionReference callback_;
   bool refed_ = true;
+
+  // Event thread to JS thread. Room for kMaxHeld messages held for a paused JS, plus a round's
+  // worth; when it is full the thread stops reading until JS takes some.
+  EventRing ring_;
+  uv_async_t* async_ = nullptr;  // wakes the JS thread to Drain; freed by its close callback
+  std::atomic<bool> space_wanted_{false};  // the thread waits for JS to make room in the ring
+
+  // Faults whose resolution met EAGAIN (an unread event is changing the address space), to
+  // retry once it is read; and the scratch of one round. Allocated up front, like the ring.
+  std::unique_ptr<uffd_msg[]> deferred_;
+  std::unique_ptr<uffd_msg[]> retry_;
+  std::unique_ptr<uint64_t[]> seen_;
+
+  std::mutex policies_mutex_;
+  std::vector<std::shared_ptr<Policy>> policies_;  // sorted by start, non-overlapping
+
+  // The main-loop reader (JS thread only, but for the atomics).
+  uv_poll_t* main_poll_ = nullptr;  // the open poll handle, or null
+  // The poll is stopped until earlier reads are delivered. Set before the JS thread looks at
+  // reads_in_flight_, read by the event thread after it lowers it: one of them sees the other.
+  std::atomic<bool> main_stalled_{false};
   std::atomic<bool> main_mode_{false};
   std::atomic<uint64_t> main_reads_{0};
-  // Held across "check in_flight, read" (JS thread) and "read, count it in flight" (event
-  // thread): whenever the JS thread reads, everything read before has been delivered.
+  // Held across "check nothing is pending, read" (JS thread) and "read, count it in flight"
+  // (event thread): whenever the JS thread reads, everything read before has been delivered.
   std::mutex read_mutex_;
-  std::shared_ptr<MainLoopState> main_ = std::make_shared<MainLoopState>();
+  std::atomic<int> reads_in_flight_{0};  // event-thread reads not yet published to the ring
 };
 
 // The blocking read behind UffdHandle.readRaw (for a Worker that owns the fault loop).

@@ -262,13 +262,13 @@ Napi::Value UffdHandle::PauseReader(const Napi::CallbackInfo& info) {
 
 Napi::Value UffdHandle::RefReader(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
-  if (reader_) reader_->Ref(info.Env());
+  if (reader_) reader_->Ref();
   return info.Env().Undefined();
 }
 
 Napi::Value UffdHandle::UnrefReader(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
-  if (reader_) reader_->Unref(info.Env());
+  if (reader_) reader_->Unref();
   return info.Env().Undefined();
 }
 

@@ -144,7 +144,8 @@ for (const type of MEMTYPES) {
       await testing.touch(mem, { stride: type.unit, mode: 'write' });
       expect(words(mem, type.unit)[1]).to.equal(2n);
       await testing.madvise(mem, type.shared ? 'REMOVE' : 'DONTNEED');
-      // The madvise promise and the event arrive through different thread-safe functions.
+      // The madvise promise (a thread-safe function) and the event (the event thread's async handle)
+      // reach the JS thread by different paths.
       await waitFor(() => removes.length > 0);
       expect(removes).to.have.length(1);
       expect(removes[0]).to.deep.include({ type: 'remove', start: mem.address, end: mem.address + BigInt(mem.length) });

@@ -8,27 +8,8 @@
  * process killed after a hard timeout; the child prints one JSON line with what it saw.
  */
 import { expect } from 'chai';
-import * as path from 'node:path';
-import { PACKAGE, runChild, type ChildResult } from './helpers/child';
+import { childJson, expectClean, runChild } from './helpers/child';
 import { MEMTYPES, skipIf, unavailable } from './helpers/memtypes';
-
-/** The compiled memory-type helper, for child scripts that run per memory type. */
-const MEMTYPES_JS = path.resolve(__dirname, 'helpers', 'memtypes.js');
-
-/** runChild, then the JSON of the last line the child printed (asserting it ended cleanly). */
-function childJson<T>(script: string, options: { timeoutMs?: number; args?: Record<string, unknown> } = {}): T {
-  const r = runChild(script, { timeoutMs: options.timeoutMs ?? 15000, args: { pkg: PACKAGE, memtypes: MEMTYPES_JS, ...options.args } });
-  expectClean(r);
-  const lines = r.stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]) as T;
-}
-
-function expectClean(r: ChildResult): void {
-  const detail = `status ${r.status}, signal ${r.signal}${r.timedOut ? ' (timed out)' : ''}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
-  expect(r.timedOut, `child timed out\n${detail}`).to.equal(false);
-  expect(r.signal, detail).to.equal(null);
-  expect(r.status, detail).to.equal(0);
-}
 
 describe('lifetime: close() with faults pending', () => {
   it('wakes faulting threads nobody reads for: they fault normally and the touch ends', () => {
@@ -780,12 +761,9 @@ describe('lifetime: environment teardown with the event thread running', () => {
 });
 
 describe('lifetime: memory that native threads use after the call that gave it returned', () => {
-  /** runChild with --expose-gc, then the JSON of its last line (asserting it ended cleanly). */
+  /** childJson with --expose-gc. */
   function gcChildJson<T>(script: string): T {
-    const r = runChild(script, { timeoutMs: 20000, args: { pkg: PACKAGE }, nodeArgs: ['--expose-gc'] });
-    expectClean(r);
-    const lines = r.stdout.trim().split('\n');
-    return JSON.parse(lines[lines.length - 1]) as T;
+    return childJson<T>(script, { timeoutMs: 20000, nodeArgs: ['--expose-gc'] });
   }
 
   it('a Worker terminated while testing.touch touches its own Mapping: the process lives, the memory is unmapped after', () => {

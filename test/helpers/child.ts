@@ -2,6 +2,7 @@
  * Runs code in a child Node process with a hard timeout. For everything that could leave a thread
  * asleep in a page fault, and for crashes that are the expected outcome (SIGBUS after POISON).
  */
+import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
@@ -39,4 +40,30 @@ export function runChild(script: string, options: { timeoutMs?: number; args?: u
     stderr: r.stderr ?? '',
     timedOut: r.signal === 'SIGKILL' && Date.now() - started >= timeoutMs,
   };
+}
+
+/** The compiled memory-type helper, for child scripts that run per memory type. */
+export const MEMTYPES_JS = path.resolve(__dirname, 'memtypes.js');
+
+/** Asserts that a child ended by itself with status 0, printing its output otherwise. */
+export function expectClean(r: ChildResult): void {
+  const detail = `status ${r.status}, signal ${r.signal}${r.timedOut ? ' (timed out)' : ''}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+  expect(r.timedOut, `child timed out\n${detail}`).to.equal(false);
+  expect(r.signal, detail).to.equal(null);
+  expect(r.status, detail).to.equal(0);
+}
+
+/**
+ * runChild, then the JSON of the last line the child printed (asserting it ended cleanly). The
+ * child's `ARGS` hold `pkg` (the package) and `memtypes` (the memory-type helper), plus `args`.
+ */
+export function childJson<T>(script: string, options: { timeoutMs?: number; args?: Record<string, unknown>; nodeArgs?: string[] } = {}): T {
+  const r = runChild(script, {
+    timeoutMs: options.timeoutMs ?? 15000,
+    args: { pkg: PACKAGE, memtypes: MEMTYPES_JS, ...options.args },
+    nodeArgs: options.nodeArgs,
+  });
+  expectClean(r);
+  const lines = r.stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]) as T;
 }
