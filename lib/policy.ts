@@ -22,7 +22,10 @@ import { toLength } from './validate';
  * - `{ continue: true }`: for MINOR registrations.
  * - `{ unprotect: true }`: for WP registrations.
  * - `{ moveFrom: table }`: UFFDIO_MOVE from `table[i]`, the source address of the range's unit
- *   `i` (0: a zero page) — the on-demand half of a concurrent compactor. The table is copied
+ *   `i` (0: a zero page) — the on-demand half of a concurrent compactor. A source page that is a
+ *   hole maps a zero page. A source no longer mapped at all (unmapped after the table was made)
+ *   also maps a zero page, so that the faulting thread goes on, but it is an 'error' event too
+ *   (FaultError, code ENOENT, ioctl UFFDIO_MOVE), because its data is gone. The table is copied
  *   when the policy is installed: later changes to it have no effect. With `claims` (a Uint8Array
  *   over a SharedArrayBuffer, one byte per table entry), the event thread sets `claims[i]` to 1
  *   before it tries unit `i`: a concurrent mover whose UFFDIO_MOVE fails with EEXIST reads it
@@ -49,7 +52,7 @@ export interface PolicyOptions {
   /**
    * An object the policy keeps referenced while it is installed, so the garbage collector cannot
    * unmap it under the event thread: the Mapping a `moveFrom` table points into, say. (An
-   * explicit `unmap()` still unmaps it; the moves then fail, or find holes and map zeros.)
+   * explicit `unmap()` still unmaps it; faults then get zero pages and ENOENT 'error' events.)
    */
   retain?: object;
 }

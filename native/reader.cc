@@ -473,10 +473,16 @@ bool Reader::Resolve(const uffd_msg& msg, RingSlot* out, size_t* used) {
       // nothing, so the thread would fault again forever. Fill the rest with zeros instead.
       if (r.err == ENOENT) {
         uint64_t done = static_cast<uint64_t>(r.bytes);
+        // ENOENT also means no source mapping at all (unmapped since the table was made): that
+        // is data lost, not a hole, and it is reported once the thread has its zeros.
+        // msync(MS_ASYNC) does nothing to a mapped page and fails with ENOMEM on an unmapped one.
+        const bool gone = msync(reinterpret_cast<void*>(src + done), PageSize(), MS_ASYNC) != 0 &&
+                          errno == ENOMEM;
         IoctlResult z = FillAll(unit - done, [&](uint64_t d) {
           return FillZero(uffd_, start + done + d, unit - done - d);
         });
         r = {static_cast<int64_t>(done) + z.bytes, z.err};
+        if (r.err == 0 && gone) r.err = ENOENT;
       }
     }
   }
