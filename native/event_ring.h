@@ -38,6 +38,18 @@ struct RingSlot {
     uffd_msg msg;
     FaultReport report;
   };
+  static RingSlot Message(const uffd_msg& m) {
+    RingSlot s;
+    s.kind = SlotKind::kMessage;
+    s.msg = m;
+    return s;
+  }
+  static RingSlot Report(const FaultReport& r) {
+    RingSlot s;
+    s.kind = SlotKind::kReport;
+    s.report = r;
+    return s;
+  }
 };
 
 // One producer (the event thread), one consumer (the JS thread). The producer fills slots past

@@ -92,8 +92,7 @@ Reader::Reader(Napi::Env env, int uffd, Napi::Function callback, long guard_tid)
       guard_tid_(guard_tid),
       env_(env),
       ring_(kMaxHeld + kMaxDeferred + kBatch + 1),
-      deferred_(new uffd_msg[kMaxDeferred]),
-      retry_(new uffd_msg[kMaxDeferred + kBatch]),
+      pending_(new uffd_msg[kMaxDeferred + kBatch]),
       seen_(new uint64_t[kMaxDeferred + kBatch]) {
   if (!ring_.ok()) ThrowSysError(env, {ENOMEM, "mmap"});
   // Computed here, once: the event thread must not open files (stdio allocates).
@@ -395,8 +394,7 @@ bool Reader::Resolve(const uffd_msg& msg, RingSlot* out, size_t* used) {
 
   const bool guard = policy == nullptr && guard_tid_ != 0 && tid == guard_tid_;
   if (policy == nullptr && !guard) {
-    out[*used].kind = SlotKind::kMessage;
-    out[(*used)++].msg = msg;
+    out[(*used)++] = RingSlot::Message(msg);
     return true;
   }
 
@@ -506,9 +504,8 @@ bool Reader::Resolve(const uffd_msg& msg, RingSlot* out, size_t* used) {
   }
   if (r.err != 0 || guard) {
     if (policy && r.err) policy->stats.errors++;
-    out[*used].kind = SlotKind::kReport;
-    out[(*used)++].report = {address, flags, tid, r.err, ioctl_name, policy ? policy->id : 0,
-                             guard};
+    out[(*used)++] =
+        RingSlot::Report({address, flags, tid, r.err, ioctl_name, policy ? policy->id : 0, guard});
   }
   return true;
 }
@@ -518,33 +515,37 @@ void Reader::Run() {
   // Nothing in this loop allocates or frees, nor takes a lock that a thread waiting for malloc
   // could hold (event_ring.h): a fork() anywhere in the process waits for it.
   uffd_msg msgs[kBatch];
-  size_t deferred = 0;  // in deferred_
+  size_t deferred = 0;  // faults at the front of pending_ to retry after EAGAIN
   for (;;) {
     // Each round writes at most one slot per fault retried and per message read, plus one for
-    // an error. Short of that, wait for JS to take what is waiting (it wakes us).
-    space_wanted_ = true;
-    const size_t room = ring_.Room();
+    // an error. Short of that, ask JS to wake us when it has taken what is waiting; the room is
+    // looked at again after asking, so a Drain in between is not missed.
+    auto enough = [&](size_t room) { return room >= deferred + kBatch + 1; };
+    size_t room = ring_.Room();
+    if (!enough(room)) {
+      space_wanted_ = true;
+      room = ring_.Room();
+    }
     const bool retrying = deferred > 0 && room >= deferred + 1;
-    const bool reading = room >= deferred + kBatch + 1 && deferred + kBatch <= kMaxDeferred;
-    if (reading) space_wanted_ = false;
+    const bool reading = enough(room) && deferred + kBatch <= kMaxDeferred;
     struct pollfd fds[2] = {{stop_fd_, POLLIN, 0}, {uffd_, POLLIN, 0}};
     // With faults waiting for an address-space change to settle, come back soon to retry them.
     int n = poll(fds, reading ? 2 : 1, retrying ? 1 : -1);
-    RingSlot* out = ring_.WriteAt();
-    size_t used = 0;
-    bool failed = false;
-    if (n < 0 && errno != EINTR) {
-      out[used].kind = SlotKind::kReport;
-      out[used++].report = {0, 0, 0, errno, "poll", 0, false};
-      failed = true;
-    }
     if (stopped_) break;
-    if (n > 0 && fds[0].revents) {
+    RingSlot* out = ring_.WriteAt();
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      out[0] = RingSlot::Report({0, 0, 0, errno, "poll", 0, false});
+      ring_.Publish(1);
+      uv_async_send(async_);
+      break;
+    }
+    if (fds[0].revents) {
       uint64_t value;
       ssize_t ignored = read(stop_fd_, &value, sizeof value);
       (void)ignored;
     }
-    if (!failed && reading && (fds[1].revents & POLLIN) && main_mode_) {
+    if (reading && (fds[1].revents & POLLIN) && main_mode_) {
       // The JS thread's loop reads first. Step in only if it has read nothing for the grace
       // period: it is busy, or asleep in a fault of its own (the deadlock guard's case).
       uint64_t reads = main_reads_;
@@ -557,9 +558,11 @@ void Reader::Run() {
       if (stopped_) break;
       if (main_mode_ && main_reads_ != reads) continue;
     }
+    size_t used = 0;
     int count = 0;
     bool counted = false;
-    if (!failed && reading && (fds[1].revents & POLLIN)) {
+    bool finished = false;  // the last round: a read error, or the uffd has nothing more to give
+    if (reading && (fds[1].revents & POLLIN)) {
       ssize_t got;
       {
         // Counted in flight under the lock: the JS thread reads only when nothing read before
@@ -570,47 +573,46 @@ void Reader::Run() {
         if (counted) reads_in_flight_++;
       }
       if (got < 0 && errno != EAGAIN && errno != EINTR) {
-        out[used].kind = SlotKind::kReport;
-        out[used++].report = {0, 0, 0, errno, "read", 0, false};
-        failed = true;
+        out[used++] = RingSlot::Report({0, 0, 0, errno, "read", 0, false});
+        finished = true;
       }
       count = got > 0 ? static_cast<int>(got / sizeof(uffd_msg)) : 0;
-    } else if (!failed && reading && (fds[1].revents & (POLLERR | POLLHUP | POLLNVAL))) {
+    } else if (reading && (fds[1].revents & (POLLERR | POLLHUP | POLLNVAL))) {
       // The uffd has no more events to give (its address space is gone, or it was closed).
-      failed = true;
+      finished = true;
     }
 
-    // Faults deferred by EAGAIN first: the events just read are what they were waiting for.
-    size_t retries = 0;
+    // Faults deferred by EAGAIN go first (they are already at the front of pending_): the events
+    // just read are what they were waiting for. Those that meet EAGAIN again move to the front,
+    // in place (the write index never passes the read index).
+    size_t pending = 0;
     if (retrying || count > 0) {
-      std::copy(deferred_.get(), deferred_.get() + deferred, retry_.get());
-      retries = deferred;
+      pending = deferred;
       deferred = 0;
     }
     for (int i = 0; i < count; i++) {
       if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
-        retry_[retries++] = msgs[i];
+        pending_[pending++] = msgs[i];
       } else {
-        out[used].kind = SlotKind::kMessage;
-        out[used++].msg = msgs[i];
+        out[used++] = RingSlot::Message(msgs[i]);
       }
     }
     // The same page may be reported by several threads; one resolution wakes them all (and a
     // deferred one will, when it is retried).
     size_t seen = 0;
-    for (size_t i = 0; i < retries; i++) {
-      const uffd_msg& m = retry_[i];
+    for (size_t i = 0; i < pending; i++) {
+      const uffd_msg m = pending_[i];
       uint64_t page = m.arg.pagefault.address & ~(PageSize() - 1);
       if (std::find(seen_.get(), seen_.get() + seen, page) != seen_.get() + seen) continue;
       seen_[seen++] = page;
-      if (!Resolve(m, out, &used)) deferred_[deferred++] = m;
+      if (!Resolve(m, out, &used)) pending_[deferred++] = m;
     }
     ring_.Publish(used);
     if (counted) reads_in_flight_--;
     // Wake the JS thread for what it has to take, or to restart a main-loop reader that stalled
     // behind this read; not for faults the policies resolved.
     if (used > 0 || (counted && main_stalled_)) uv_async_send(async_);
-    if (failed) break;
+    if (finished) break;
   }
 }
 

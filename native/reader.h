@@ -133,10 +133,10 @@ class Reader {
   uv_async_t* async_ = nullptr;  // wakes the JS thread to Drain; freed by its close callback
   std::atomic<bool> space_wanted_{false};  // the thread waits for JS to make room in the ring
 
-  // Faults whose resolution met EAGAIN (an unread event is changing the address space), to
-  // retry once it is read; and the scratch of one round. Allocated up front, like the ring.
-  std::unique_ptr<uffd_msg[]> deferred_;
-  std::unique_ptr<uffd_msg[]> retry_;
+  // The faults of one round: first those whose resolution met EAGAIN last time (an unread event
+  // was changing the address space), then the new ones; and the pages already resolved this
+  // round. Allocated up front, like the ring.
+  std::unique_ptr<uffd_msg[]> pending_;
   std::unique_ptr<uint64_t[]> seen_;
 
   std::mutex policies_mutex_;
