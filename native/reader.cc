@@ -98,18 +98,18 @@ Reader::Reader(Napi::Env env, int uffd, Napi::Function callback, long guard_tid)
   // Computed here, once: the event thread must not open files (stdio allocates).
   DefaultHugePageSize();
   PageSize();
-  stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (stop_fd_ < 0) ThrowSysError(env, {errno, "eventfd"});
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) ThrowSysError(env, {errno, "eventfd"});
   uv_loop_t* loop = nullptr;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
-    close(stop_fd_);
+    close(wake_fd_);
     ThrowRangeError(env, "no event loop to deliver events to");
   }
   async_ = new uv_async_t;
   int err = uv_async_init(loop, async_, OnAsync);
   if (err != 0) {
     delete async_;
-    close(stop_fd_);
+    close(wake_fd_);
     ThrowSysError(env, {-err, "uv_async_init"});
   }
   async_->data = this;
@@ -144,13 +144,27 @@ void Reader::Stop() {
   const RingSlot* left = ring_.Peek(&count);
   CloseForkFds(left, count);
   ring_.Take(count);
-  close(stop_fd_);
-  stop_fd_ = -1;
+  close(wake_fd_);
+  wake_fd_ = -1;
 }
 
+// The wake-up protocol of the event thread. Every reason to wake it (stop, a policy added or
+// removed, room made in the ring, a pause lifted) is a flag or a count that the JS thread changes
+// first and then signals by writing to wake_fd_. The thread, whenever a poll that watched wake_fd_
+// returns, first drains wake_fd_ (ConsumeWakeups) and only then reads the flags. So a signal is
+// never lost: if its write came before the drain, its flag change came earlier still and is seen
+// by the reads after the drain; if it came after, the eventfd stays readable and the next poll
+// returns at once. Reading the flags before the drain loses exactly the signals that land between
+// the two: that is how a close() once hung forever, joining a thread asleep in poll(-1).
 void Reader::WakeThread() {
   uint64_t one = 1;
-  ssize_t ignored = write(stop_fd_, &one, sizeof one);
+  ssize_t ignored = write(wake_fd_, &one, sizeof one);
+  (void)ignored;
+}
+
+void Reader::ConsumeWakeups() {
+  uint64_t value;
+  ssize_t ignored = read(wake_fd_, &value, sizeof value);  // non-blocking: nothing to take is fine
   (void)ignored;
 }
 
@@ -528,33 +542,28 @@ void Reader::Run() {
     }
     const bool retrying = deferred > 0 && room >= deferred + 1;
     const bool reading = enough(room) && deferred + kBatch <= kMaxDeferred;
-    struct pollfd fds[2] = {{stop_fd_, POLLIN, 0}, {uffd_, POLLIN, 0}};
+    struct pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {uffd_, POLLIN, 0}};
     // With faults waiting for an address-space change to settle, come back soon to retry them.
     int n = poll(fds, reading ? 2 : 1, retrying ? 1 : -1);
+    const int poll_errno = errno;
+    // Drain before any flag is read (see WakeThread): a stop that lands after this drain leaves
+    // the eventfd readable, one that landed before it has already set stopped_.
+    if (n > 0 && fds[0].revents) ConsumeWakeups();
     if (stopped_) break;
     RingSlot* out = ring_.WriteAt();
     if (n < 0) {
-      if (errno == EINTR) continue;
-      out[0] = RingSlot::Report({0, 0, 0, errno, "poll", 0, false});
+      if (poll_errno == EINTR) continue;
+      out[0] = RingSlot::Report({0, 0, 0, poll_errno, "poll", 0, false});
       ring_.Publish(1);
       uv_async_send(async_);
       break;
-    }
-    if (fds[0].revents) {
-      uint64_t value;
-      ssize_t ignored = read(stop_fd_, &value, sizeof value);
-      (void)ignored;
     }
     if (reading && (fds[1].revents & POLLIN) && main_mode_) {
       // The JS thread's loop reads first. Step in only if it has read nothing for the grace
       // period: it is busy, or asleep in a fault of its own (the deadlock guard's case).
       uint64_t reads = main_reads_;
-      struct pollfd stop = {stop_fd_, POLLIN, 0};
-      if (poll(&stop, 1, kMainGraceMs) > 0) {
-        uint64_t value;
-        ssize_t ignored = read(stop_fd_, &value, sizeof value);
-        (void)ignored;
-      }
+      struct pollfd stop = {wake_fd_, POLLIN, 0};
+      if (poll(&stop, 1, kMainGraceMs) > 0) ConsumeWakeups();  // drained first, as above
       if (stopped_) break;
       if (main_mode_ && main_reads_ != reads) continue;
     }

@@ -2,7 +2,7 @@
 //
 // A thread that touches a registered, unresolved page sleeps in the kernel until someone resolves
 // it; if that someone is the JS thread, and the JS thread is the one asleep, the process hangs.
-// So faults are read by a native thread: it polls the uffd and a stop eventfd, reads up to 64
+// So faults are read by a native thread: it polls the uffd and a wake-up eventfd, reads up to 64
 // messages at a time, resolves the faults that fall in a native policy's range itself (no JS
 // hop), and hands everything else to JS through an EventRing and a uv_async_t: the JS thread
 // takes all that is waiting in one batch. The event thread never allocates (event_ring.h says
@@ -114,10 +114,14 @@ class Reader {
   // thread read earlier are still undelivered (they go first, to keep the kernel's order).
   void OnMainReadable();
   static void OnMainPoll(uv_poll_t* handle, int status, int events);
+  // Any thread: wake the event thread after changing what it should look at (the protocol is
+  // written down at the definition).
   void WakeThread();
+  // Event thread: take the pending wake-ups. Always before reading the flags they announce.
+  void ConsumeWakeups();
 
   int uffd_;
-  int stop_fd_ = -1;
+  int wake_fd_ = -1;  // eventfd: every reason to wake the event thread, stop included
   long guard_tid_;
   std::thread thread_;
   std::atomic<bool> stopped_{false};

@@ -3,7 +3,7 @@
  * asleep in a page fault, and for crashes that are the expected outcome (SIGBUS after POISON).
  */
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
 /** The package entry, for `require(PACKAGE)` inside child scripts. */
@@ -66,4 +66,34 @@ export function childJson<T>(script: string, options: { timeoutMs?: number; args
   expectClean(r);
   const lines = r.stdout.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]) as T;
+}
+
+/**
+ * runChild for several children at once (races between processes, load on both cores): each is
+ * spawned without waiting, killed with SIGKILL after its own `timeoutMs`.
+ */
+export function runChildren(scripts: string[], options: { timeoutMs?: number; args?: unknown } = {}): Promise<ChildResult[]> {
+  const timeoutMs = (options.timeoutMs ?? 15000) * (process.env.UFFD_TEST_VM === '1' ? 4 : 1);
+  const prelude = `const uffd = require(${JSON.stringify(PACKAGE)}); const ARGS = ${JSON.stringify(options.args ?? null)};\n`;
+  return Promise.all(
+    scripts.map(
+      (script) =>
+        new Promise<ChildResult>((resolve) => {
+          const child = spawn(process.execPath, ['-e', prelude + script], { stdio: ['ignore', 'pipe', 'pipe'] });
+          let stdout = '';
+          let stderr = '';
+          let timedOut = false;
+          child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+          child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+          const timer = setTimeout(() => {
+            timedOut = true;
+            child.kill('SIGKILL');
+          }, timeoutMs);
+          child.on('close', (status, signal) => {
+            clearTimeout(timer);
+            resolve({ status, signal, stdout, stderr, timedOut });
+          });
+        }),
+    ),
+  );
 }
