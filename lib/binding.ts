@@ -14,7 +14,8 @@ export type RawAddress = bigint | number;
 /** The native Userfaultfd handle (native/uffd.cc). Modes are raw uAPI bits. */
 export interface NativeUffd {
   readonly fd: number;
-  close(): void;
+  /** The fault reports JS had not yet received, if any. */
+  close(): NativeReport[] | undefined;
   register(address: RawAddress, length: number, mode: bigint): bigint;
   unregister(address: RawAddress, length: number): void;
   wake(address: RawAddress, length: number): void;
@@ -31,7 +32,7 @@ export interface NativeUffd {
   ref(): void;
   unref(): void;
   /** kind: see PolicyKind in native/reader.h. */
-  addPolicy(address: bigint, length: number, kind: number, unit: number, source?: ArrayBufferView | ArrayBuffer | number, offset?: number | Uint8Array, retain?: object): number;
+  addPolicy(address: bigint, length: number, kind: number, unit: number, source?: ArrayBufferView | ArrayBuffer | number, offset?: number | Uint8Array, retain?: object, pin?: NativeMapping): number;
   removePolicy(id: number): boolean;
   policyStats(id: number): PolicyStats | undefined;
   /** Blocking: up to `max` raw messages, or null after `timeoutMs` (-1: wait forever). */

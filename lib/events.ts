@@ -141,7 +141,9 @@ export class FaultError extends UffdError {
 
   /** @internal */
   constructor(report: NativeReport) {
-    super({ errno: report.errno || -35, syscall: 'ioctl', ioctl: report.ioctl });
+    // The native op is an ioctl (UFFDIO_*) or a syscall of its own (pread, for a copy-from-file policy).
+    const isIoctl = report.ioctl.startsWith('UFFDIO_');
+    super({ errno: report.errno || -35, syscall: isIoctl ? 'ioctl' : report.ioctl, ioctl: isIoctl ? report.ioctl : undefined });
     this.address = report.address;
     this.threadId = report.tid;
     if (report.policy) this.policy = report.policy;

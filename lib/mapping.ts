@@ -81,6 +81,15 @@ export function nativeHandle(m: Mapping): NativeMapping {
 }
 
 /** A protection string as PROT_* bits. */
+// Every ArrayBuffer a Mapping hands out, to its native mapping: a policy that copies from one
+// holds the mapping, so that an unmap() cannot free the memory under the event thread.
+const bufferOwners = new WeakMap<ArrayBuffer, NativeMapping>();
+
+/** The native mapping under an ArrayBuffer that a Mapping handed out, if any. @internal */
+export function mappingOfBuffer(buffer: ArrayBufferLike): NativeMapping | undefined {
+  return bufferOwners.get(buffer as ArrayBuffer);
+}
+
 export function protBits(prot: unknown): number {
   const p = oneOf(prot, PROTECTIONS, 'prot');
   return (p.includes('r') ? PROT.READ : 0) | (p.includes('w') ? PROT.WRITE : 0) | (p.includes('x') ? PROT.EXEC : 0);
@@ -269,7 +278,9 @@ export class Mapping implements Disposable {
    * only do it when another thread (a Worker, or the native event thread) serves the faults.
    */
   get buffer(): ArrayBuffer {
-    return this.#handle.buffer();
+    const ab = this.#handle.buffer();
+    bufferOwners.set(ab, this.#handle);
+    return ab;
   }
 
   /** A Uint8Array over the mapping, or over `range` of it. */

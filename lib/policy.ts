@@ -18,7 +18,14 @@ import { toLength } from './validate';
  *   while the policy is installed, or the kernel copies from memory it no longer owns (wrong
  *   bytes, or EFAULT error events). A SharedArrayBuffer cannot be taken away.
  * - `{ copyFrom: { fd, offset } }`: the bytes at `offset` + the fault's offset in a file (read
- *   with pread; past the end of the file: zeros). The descriptor is borrowed: keep it open.
+ *   with pread; past the end of the file: zeros, as in a file mapping). The policy keeps its own
+ *   duplicate of the descriptor, so the caller may close theirs. A descriptor pread cannot read
+ *   (a directory, pipe, socket or write-only file) is refused by `handle()`. A read that fails
+ *   later (EIO) never becomes zeros: the unit is poisoned (UFFDIO_POISON, Linux 6.6), so the
+ *   faulting thread gets SIGBUS as it would from a file mapping, and an 'error' event (FaultError,
+ *   `syscall: 'pread'`) is counted in `stats().errors`. Without POISON the fault stays unresolved
+ *   and the 'error' event carries its address for you to resolve (the JS thread's own fault,
+ *   which cannot wait for its handler, gets zeros there, with the event).
  * - `{ continue: true }`: for MINOR registrations.
  * - `{ unprotect: true }`: for WP registrations.
  * - `{ moveFrom: table }`: UFFDIO_MOVE from `table[i]`, the source address of the range's unit
@@ -45,8 +52,9 @@ export type Policy =
 /** Options of {@link Userfaultfd.handle}. */
 export interface PolicyOptions {
   /**
-   * Bytes resolved per fault: a power of two, at least the page size (the default). Larger
-   * units fault in read-ahead; hugetlbfs ranges need their huge page size.
+   * Bytes resolved per fault: a power of two, at least the page size (the default) and at most
+   * the range's length. Larger units fault in read-ahead; hugetlbfs ranges need their huge page
+   * size.
    */
   unit?: number;
   /**

@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { native, type NativeUffd } from './binding';
 import { EVENT_TYPES, EventQueue, FaultError, decodeEvents, type NativeReport, type UffdEvent } from './events';
+import { mappingOfBuffer } from './mapping';
 import { PolicyHandle, nativePolicy, type Policy, type PolicyOptions } from './policy';
 import {
   FEATURES,
@@ -378,11 +379,15 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     const r = toRange(range, native.pageSize(), 'handle');
     const opts = toOptions(options);
     const unit = toLength(opts.unit ?? native.pageSize(), 'option unit');
+    if (unit > r.length) throw outOfRange(`option unit (${unit}) must not be larger than the range (${r.length} bytes)`);
     const retain = opts.retain;
     if (retain !== undefined && (typeof retain !== 'object' || retain === null)) throw invalidType('option retain must be an object');
     const { kind, source, offset } = nativePolicy(policy, r.length);
     this.#startReader();
-    const id = this.#handle.addPolicy(r.address, r.length, kind, unit, source, offset, retain as object | undefined);
+    // A source inside a Mapping pins it: unmap() then leaves the memory mapped until the policy
+    // is removed, as it does for testing jobs, so faults never get a later mapping's bytes.
+    const pin = typeof source === 'object' ? mappingOfBuffer(ArrayBuffer.isView(source) ? source.buffer : source) : undefined;
+    const id = this.#handle.addPolicy(r.address, r.length, kind, unit, source, offset, retain as object | undefined, pin);
     return new PolicyHandle(this.#handle, id, r.address, r.length);
   }
 
@@ -447,8 +452,16 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
    * gone; they retry and fault normally. A second close does nothing.
    */
   close(): void {
-    this.#handle.close();
+    const undelivered = this.#handle.close();
+    for (const report of undelivered ?? []) this.#afterClose(new FaultError(report));
     for (const q of this.#queues) q.end();
+  }
+
+  // Nothing is emitted once close() has begun, but an error the event thread reported is never
+  // dropped: a report that arrives then (a deadlock-guard notice pending at close, say) becomes a
+  // process warning, which Node prints unless the program listens for 'warning'.
+  #afterClose(err: FaultError): void {
+    process.emitWarning(err);
   }
 
   #startReader(): void {
@@ -474,9 +487,18 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     // descriptor: drop it, closing the descriptors of FORK events nobody will receive.
     if (this.closed) {
       decodeEvents(raw, false, (fd) => native.closeFd(fd));
+      for (const report of reports ?? []) this.#afterClose(new FaultError(report));
       return;
     }
-    for (const ev of this.#decode(raw)) {
+    const events = this.#decode(raw);
+    for (let i = 0; i < events.length; i++) {
+      // A listener may close this uffd: nothing is emitted after that, and the FORK descriptors
+      // of the events nobody will see are closed.
+      if (this.closed) {
+        for (const ev of events.slice(i)) if (ev.type === 'fork') ev.uffd.close();
+        break;
+      }
+      const ev = events[i];
       for (const q of this.#queues) q.push(ev);
       try {
         this.emit(ev.type, ev as never);
@@ -484,7 +506,10 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
         this.#fail(err);
       }
     }
-    for (const report of reports ?? []) this.#fail(new FaultError(report));
+    for (const report of reports ?? []) {
+      if (this.closed) this.#afterClose(new FaultError(report));
+      else this.#fail(new FaultError(report));
+    }
   };
 
   #fail(err: unknown): void {

@@ -24,7 +24,7 @@ struct FaultReport {
   uint64_t flags;
   uint32_t tid;
   int err;            // positive errno, or 0 for a guard report
-  const char* ioctl;  // the ioctl that failed (a string literal)
+  const char* ioctl;  // the ioctl (UFFDIO_*) or syscall (pread) that failed: a string literal
   uint32_t policy;    // policy id, 0 for none
   bool guard;         // the JS thread itself faulted: resolved with the fallback
 };

@@ -129,7 +129,7 @@ static void CloseForkFds(const RingSlot* slots, size_t count) {
   }
 }
 
-void Reader::Stop() {
+void Reader::Stop(std::vector<FaultReport>* undelivered) {
   if (stopped_.exchange(true)) return;
   UpdateMainLoop();  // closes the main-loop reader before the descriptor can be closed
   WakeThread();
@@ -143,6 +143,11 @@ void Reader::Stop() {
   size_t count = 0;
   const RingSlot* left = ring_.Peek(&count);
   CloseForkFds(left, count);
+  // Reports JS never took (a deadlock-guard notice, a failed resolution) are errors someone must
+  // hear of: the caller gets them.
+  for (size_t i = 0; undelivered != nullptr && i < count; i++) {
+    if (left[i].kind == SlotKind::kReport) undelivered->push_back(left[i].report);
+  }
   ring_.Take(count);
   close(wake_fd_);
   wake_fd_ = -1;
@@ -202,7 +207,6 @@ bool Reader::AddPolicy(std::shared_ptr<Policy> policy) {
       [](const std::shared_ptr<Policy>& p, uint64_t start) { return p->start < start; });
   if (at != policies_.end() && (*at)->start < policy->end) return false;
   if (at != policies_.begin() && (*(at - 1))->end > policy->start) return false;
-  if (policy->kind == PolicyKind::kCopyFd) policy->bounce.resize(policy->unit);
   std::vector<std::shared_ptr<Policy>> next;
   next.reserve(policies_.size() + 1);
   next.insert(next.end(), policies_.begin(), at);
@@ -265,6 +269,23 @@ void Reader::OnMainPoll(uv_poll_t* handle, int status, int) {
   if (status == 0) static_cast<Reader*>(handle->data)->OnMainReadable();
 }
 
+Napi::Array ReportsToJs(Napi::Env env, const std::vector<FaultReport>& reports) {
+  Napi::Array arr = Napi::Array::New(env, reports.size());
+  for (size_t i = 0; i < reports.size(); i++) {
+    const FaultReport& r = reports[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("address", Napi::BigInt::New(env, r.address));
+    o.Set("flags", Napi::Number::New(env, static_cast<double>(r.flags)));
+    o.Set("tid", Napi::Number::New(env, r.tid));
+    o.Set("errno", Napi::Number::New(env, -r.err));
+    o.Set("ioctl", Napi::String::New(env, r.ioctl));
+    o.Set("policy", Napi::Number::New(env, r.policy));
+    o.Set("guard", Napi::Boolean::New(env, r.guard));
+    arr.Set(i, o);
+  }
+  return arr;
+}
+
 // Hands one batch to JS. Called last by its callers: the callback may close the uffd, which
 // destroys the Reader.
 static void Deliver(Napi::Env env, Napi::Function callback, const std::vector<uffd_msg>& msgs,
@@ -279,22 +300,7 @@ static void Deliver(Napi::Env env, Napi::Function callback, const std::vector<uf
     Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, msgs.size() * sizeof(uffd_msg));
     if (!msgs.empty()) std::memcpy(buffer.Data(), msgs.data(), msgs.size() * sizeof(uffd_msg));
     raw = buffer;
-    if (!reports.empty()) {
-      Napi::Array arr = Napi::Array::New(env, reports.size());
-      for (size_t i = 0; i < reports.size(); i++) {
-        const FaultReport& r = reports[i];
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("address", Napi::BigInt::New(env, r.address));
-        o.Set("flags", Napi::Number::New(env, static_cast<double>(r.flags)));
-        o.Set("tid", Napi::Number::New(env, r.tid));
-        o.Set("errno", Napi::Number::New(env, -r.err));
-        o.Set("ioctl", Napi::String::New(env, r.ioctl));
-        o.Set("policy", Napi::Number::New(env, r.policy));
-        o.Set("guard", Napi::Boolean::New(env, r.guard));
-        arr.Set(i, o);
-      }
-      list = arr;
-    }
+    if (!reports.empty()) list = ReportsToJs(env, reports);
   } catch (const Napi::Error&) {
     for (const uffd_msg& m : msgs) {
       if (m.event == UFFD_EVENT_FORK) close(static_cast<int>(m.arg.fork.ufd));
@@ -385,7 +391,8 @@ void Reader::Drain() {
 }
 
 std::shared_ptr<Policy> Reader::FindPolicy(uint32_t id) {
-  std::lock_guard<std::mutex> lock(policies_mutex_);
+  // Only the JS thread changes the list, so it reads it without the lock: the lock is held across
+  // every resolution, and reading a policy's counters must never wait for one.
   for (auto& p : policies_) {
     if (p->id == id) return p;
   }
@@ -457,17 +464,25 @@ bool Reader::Resolve(const uffd_msg& msg, RingSlot* out, size_t* used) {
     std::vector<uint8_t>& bounce = policy->bounce;  // sized to the unit when it was added
     uint64_t offset = policy->fd_offset + (start - policy->start);
     size_t got = 0;
+    int read_err = 0;
     while (got < unit) {
       ssize_t n = pread(policy->fd, bounce.data() + got, unit - got, offset + got);
       if (n < 0 && errno == EINTR) continue;
+      if (n < 0) read_err = errno;
       if (n <= 0) break;
       got += static_cast<size_t>(n);
     }
-    std::memset(bounce.data() + got, 0, unit - got);  // past the end of the file: zeros
-    r = FillAll(unit, [&](uint64_t d) {
-      return UffdCopy(uffd_, start + d, reinterpret_cast<uintptr_t>(bounce.data() + d), unit - d,
-                      0);
-    });
+    if (read_err != 0) {
+      ioctl_name = "pread";
+      r = Unreadable(start, unit, tid, read_err);
+    } else {
+      // Only the end of the file means zeros, as in a file mapping.
+      std::memset(bounce.data() + got, 0, unit - got);
+      r = FillAll(unit, [&](uint64_t d) {
+        return UffdCopy(uffd_, start + d, reinterpret_cast<uintptr_t>(bounce.data() + d), unit - d,
+                        0);
+      });
+    }
   } else {  // kMoveTable
     ioctl_name = "UFFDIO_MOVE";
     size_t index = (start - policy->start) / policy->unit;
@@ -522,6 +537,21 @@ bool Reader::Resolve(const uffd_msg& msg, RingSlot* out, size_t* used) {
         RingSlot::Report({address, flags, tid, r.err, ioctl_name, policy ? policy->id : 0, guard});
   }
   return true;
+}
+
+// A unit whose bytes could not be read (pread failed: EIO, say) must not become zeros. As in a
+// file mapping whose read fails, the faulting thread gets SIGBUS: UFFDIO_POISON the unit. Where
+// the kernel has no POISON (before 6.6) the fault stays unresolved, and the report tells JS the
+// address to resolve (its thread waits until then, or until close); only the JS thread itself,
+// which cannot wait for its own handler, gets zeros, with the report. Returns {0, err} for the
+// report, never success.
+IoctlResult Reader::Unreadable(uint64_t start, uint64_t unit, uint32_t tid, int err) {
+  IoctlResult poisoned =
+      FillAll(unit, [&](uint64_t d) { return UffdPoison(uffd_, start + d, unit - d, 0); });
+  if (poisoned.err != 0 && guard_tid_ != 0 && tid == guard_tid_) {
+    FillAll(unit, [&](uint64_t d) { return FillZero(uffd_, start + d, unit - d); });
+  }
+  return {0, err};
 }
 
 void Reader::Run() {

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <napi.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <atomic>
@@ -26,6 +27,8 @@
 #include <vector>
 
 #include "event_ring.h"
+#include "mapping.h"
+#include "resolve.h"
 #include "uapi.h"
 
 // How a policy resolves the MISSING faults in its range. WP faults in any policy range are
@@ -55,7 +58,11 @@ struct Policy {
   PolicyKind kind = PolicyKind::kZero;
   const uint8_t* data = nullptr;  // kCopyBuffer: kept alive by the handle's reference
   size_t data_len = 0;
-  int fd = -1;  // kCopyFd: borrowed; the caller keeps it open while the policy exists
+  // kCopyBuffer over a Mapping's memory: an explicit unmap() of that Mapping leaves the munmap to
+  // this use's end (the policy's removal), so the event thread never copies from freed memory or
+  // from a new mapping at the same address.
+  std::unique_ptr<RegionUse> source_use;
+  int fd = -1;  // kCopyFd: the policy's own duplicate of the caller's descriptor
   uint64_t fd_offset = 0;
   std::vector<uint8_t> bounce;  // kCopyFd: one unit, read into before the copy (event thread)
   // kMoveTable: a copy taken when the policy is added. The event thread reads it, and JS could
@@ -68,6 +75,14 @@ struct Policy {
   uint8_t* claims = nullptr;
   size_t claims_len = 0;
   PolicyStats stats;
+
+  Policy() = default;
+  Policy(const Policy&) = delete;
+  Policy& operator=(const Policy&) = delete;
+  // Freed after the event thread can no longer reach it (Reader::SwapPolicies).
+  ~Policy() {
+    if (fd >= 0) close(fd);
+  }
 };
 
 class Reader {
@@ -79,8 +94,9 @@ class Reader {
   ~Reader();
 
   // JS thread. Sets the stop flag, wakes the thread, joins it, closes the async handle and drops
-  // what JS never took (closing FORK descriptors). Idempotent.
-  void Stop();
+  // what JS never took (closing FORK descriptors), handing the reports among it to `undelivered`
+  // if given. Idempotent.
+  void Stop(std::vector<FaultReport>* undelivered = nullptr);
   // JS thread. Backpressure without loss: while paused nothing is handed to JS; the events wait
   // in the ring, in order. The thread keeps reading meanwhile, so native policies and the
   // deadlock guard go on working without JS, until the ring is full.
@@ -93,13 +109,15 @@ class Reader {
   // False if the policy's range overlaps another's.
   bool AddPolicy(std::shared_ptr<Policy> policy);
   bool RemovePolicy(uint32_t id);
-  std::shared_ptr<Policy> FindPolicy(uint32_t id);
+  std::shared_ptr<Policy> FindPolicy(uint32_t id);  // JS thread; never waits for a resolution
 
  private:
   void Run();
   // Resolves one fault: true if done (or failed and reported), false to retry later (EAGAIN).
   // Writes at most one slot (a message for JS, or a report) at out[*used].
   bool Resolve(const uffd_msg& msg, RingSlot* out, size_t* used);
+  // A unit whose source could not be read: poisoned, never zero-filled (see the definition).
+  IoctlResult Unreadable(uint64_t start, uint64_t unit, uint32_t tid, int err);
   // Swaps in a new policy list. The old list is freed by the caller, after the lock is dropped.
   void SwapPolicies(std::vector<std::shared_ptr<Policy>>* next);
   // JS thread: takes everything in the ring and hands it to JS (unless paused).
@@ -158,6 +176,9 @@ class Reader {
   std::mutex read_mutex_;
   std::atomic<int> reads_in_flight_{0};  // event-thread reads not yet published to the ring
 };
+
+// The JS objects of fault reports, as the batch callback and close() hand them to JS.
+Napi::Array ReportsToJs(Napi::Env env, const std::vector<FaultReport>& reports);
 
 // The blocking read behind UffdHandle.readRaw (for a Worker that owns the fault loop).
 Napi::Value ReadRaw(Napi::Env env, int uffd, const Napi::CallbackInfo& info);

@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <new>
 #include <string>
 
 #include "addon.h"
@@ -44,8 +46,9 @@ UffdHandle::~UffdHandle() {
   if (fd_ >= 0 && owns_fd_) ::close(fd_);
 }
 
-void UffdHandle::Shutdown() {
-  if (reader_) reader_->Stop();  // joins: the thread never waits on JS, so this cannot deadlock
+void UffdHandle::Shutdown(std::vector<FaultReport>* undelivered) {
+  // Joins: the thread never waits on JS, so this cannot deadlock.
+  if (reader_) reader_->Stop(undelivered);
   reader_.reset();
   policy_sources_.clear();
   if (cleanup_hook_) {
@@ -77,10 +80,13 @@ Napi::Value UffdHandle::Close(const Napi::CallbackInfo& info) {
   // Closing releases the uffd context once no other reference remains; the kernel then wakes
   // every thread still waiting on a fault of this uffd (they retry and fault normally). The
   // event thread goes first, so it never polls a descriptor number that may be reused.
-  Shutdown();
+  // Returns the fault reports JS had not yet taken (or undefined), for the caller to make heard.
+  std::vector<FaultReport> undelivered;
+  Shutdown(&undelivered);
   if (fd_ >= 0 && owns_fd_) ::close(fd_);
   fd_ = -1;
-  return info.Env().Undefined();
+  if (undelivered.empty()) return info.Env().Undefined();
+  return ReportsToJs(info.Env(), undelivered);
 }
 
 // ---- ranges ----
@@ -118,6 +124,9 @@ Napi::Value UffdHandle::Register(const Napi::CallbackInfo& info) {
   if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0) {
     ThrowSysError(info.Env(), {errno, "ioctl", "UFFDIO_REGISTER"});
   }
+  if (mode & (UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR)) {
+    faulting_.Add(r.start, r.start + r.len);
+  }
   return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reg.ioctls));
 }
 
@@ -129,6 +138,7 @@ Napi::Value UffdHandle::Unregister(const Napi::CallbackInfo& info) {
   if (ioctl(fd, UFFDIO_UNREGISTER, &range) != 0) {
     ThrowSysError(info.Env(), {errno, "ioctl", "UFFDIO_UNREGISTER"});
   }
+  faulting_.Remove(r.start, r.start + r.len);
   return info.Env().Undefined();
 }
 
@@ -163,6 +173,10 @@ Napi::Value UffdHandle::Copy(const Napi::CallbackInfo& info) {
   } else {
     src = ArgAddress(info, 1, "src");
     if (src + len < src) ThrowRangeError(env, "copy: src + length overflows");
+  }
+  // The kernel would fault on the source while filling it in as the destination.
+  if (src < dst + len && dst < src + len) {
+    ThrowRangeError(env, "copy: the source overlaps the destination");
   }
   uint64_t mode = ArgBits(info, 3, "mode");
   CheckBits(env, mode, UFFDIO_COPY_MODE_DONTWAKE | UFFDIO_COPY_MODE_WP, "copy");
@@ -289,9 +303,26 @@ Array TypedArrayArg(Napi::Env env, const Napi::Value& v, napi_typedarray_type ty
   return array;
 }
 
+// The policy's own duplicate of a copy-from-file descriptor, after checking that pread can read
+// it. Owned, not borrowed: had the caller closed theirs, the number could name another file by
+// the time a fault is served, and its bytes would be served without a word.
+int OwnReadableFd(Napi::Env env, int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) ThrowSysError(env, {errno, "fstat"});
+  if (S_ISDIR(st.st_mode)) ThrowSysError(env, {EISDIR, "pread"});
+  if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) ThrowSysError(env, {ESPIPE, "pread"});
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) ThrowSysError(env, {errno, "fcntl"});
+  if ((flags & O_ACCMODE) == O_WRONLY) ThrowSysError(env, {EBADF, "pread"});
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) ThrowSysError(env, {errno, "fcntl"});
+  return own;
+}
+
 }  // namespace
 
-// addPolicy(address, length, kind, unit, source, offset, retain) -> id. source: a buffer (copy), an
+// addPolicy(address, length, kind, unit, source, offset, retain, pin) -> id. pin: the Mapping a
+// copy source lies in, if any. source: a buffer (copy), an
 // fd (copy from file), a BigUint64Array of source addresses (move table, copied), or undefined.
 // offset: the file offset (copy from file), or the optional Uint8Array of claims over a
 // SharedArrayBuffer (move table).
@@ -307,6 +338,9 @@ Napi::Value UffdHandle::AddPolicy(const Napi::CallbackInfo& info) {
   if (unit < PageSize() || (unit & (unit - 1)) != 0) {
     ThrowRangeError(env, "unit must be a power of two no smaller than the page size");
   }
+  // A unit is resolved at once (and, for a file, read into a buffer of its size first): one
+  // larger than the range would only ask for memory the range can never use.
+  if (unit > r.len) ThrowRangeError(env, "unit must not be larger than the policy's range");
   auto policy = std::make_shared<Policy>();
   policy->id = next_policy_id_++;
   policy->start = r.start;
@@ -319,11 +353,27 @@ Napi::Value UffdHandle::AddPolicy(const Napi::CallbackInfo& info) {
     size_t size = 0;
     if (!BufferView(source, &data, &size)) ThrowTypeError(env, "copy source must be a buffer");
     if (size < r.len) ThrowRangeError(env, "copy source is shorter than the range");
+    const uint64_t src = reinterpret_cast<uintptr_t>(data);
+    if (faulting_.Overlaps(src, src + r.len)) {
+      ThrowRangeError(env,
+                      "copy source lies in a range registered with this userfaultfd: the event "
+                      "thread would fault on it, and only it could resolve that fault");
+    }
     policy->data = data;
     policy->data_len = size;
+    std::shared_ptr<Region> region = MappingHandle::RegionOf(info[7]);
+    if (region && data >= region->addr && size <= region->length &&
+        static_cast<size_t>(data - region->addr) <= region->length - size) {
+      policy->source_use = std::make_unique<RegionUse>(std::move(region));
+    }
   } else if (policy->kind == PolicyKind::kCopyFd) {
-    policy->fd = ArgFd(info, 4, "fd");
+    policy->fd = OwnReadableFd(env, ArgFd(info, 4, "fd"));
     policy->fd_offset = ArgLength(info, 5, "offset");
+    try {
+      policy->bounce.resize(unit);  // the event thread never allocates (event_ring.h)
+    } catch (const std::bad_alloc&) {
+      ThrowSysError(env, {ENOMEM, "malloc"});
+    }
   } else if (policy->kind == PolicyKind::kMoveTable) {
     size_t units = r.len / unit;
     auto table = TypedArrayArg<Napi::BigUint64Array>(env, source, napi_biguint64_array, units,

@@ -10,6 +10,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "range_set.h"
 #include "reader.h"
 #include "resolve.h"
 
@@ -54,7 +55,8 @@ class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
   Napi::Value WaitReadable(const Napi::CallbackInfo& info);
 
   // Stops and joins the event thread, and drops what its policies kept alive. Idempotent.
-  void Shutdown();
+  // The reports JS never took go to `undelivered`, if given.
+  void Shutdown(std::vector<FaultReport>* undelivered = nullptr);
   static void OnEnvTeardown(void* self);
 
   int fd_ = -1;
@@ -63,6 +65,8 @@ class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
   std::unique_ptr<Reader> reader_;
   bool cleanup_hook_ = false;
   uint32_t next_policy_id_ = 1;
+  // What this handle registered for MISSING or MINOR faults (native/range_set.h says why).
+  RangeSet faulting_;
   // Copy sources and claims arrays that policies use, kept alive until the policy is removed.
   std::unordered_map<uint32_t, Napi::Reference<Napi::Value>> policy_sources_;
 };

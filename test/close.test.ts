@@ -2,7 +2,7 @@
  * close(): it always returns, drops nothing it was told about, and nothing is emitted after it.
  */
 import { expect } from 'chai';
-import { expectClean, runChildren } from './helpers/child';
+import { childJson, expectClean, runChildren } from './helpers/child';
 
 describe('close', () => {
   it('never hangs: six processes race open, register, handle and close for seconds', async function () {
@@ -32,5 +32,48 @@ describe('close', () => {
       expectClean(r);
       expect(JSON.parse(r.stdout).cycles).to.be.greaterThan(0);
     }
+  });
+});
+
+describe('close: nothing lost, nothing after', () => {
+  it('a deadlock-guard report pending when close() runs in the same tick becomes a process warning', () => {
+    const out = childJson<{ warnings: { name: string; code: string }[]; errors: number }>(`
+      const { Userfaultfd, Mapping, pageSize } = uffd;
+      const warnings = [];
+      process.on('warning', (w) => warnings.push({ name: w.name, code: w.code }));
+      const u = Userfaultfd.open();
+      let errors = 0;
+      u.on('error', () => errors++);
+      u.on('pagefault', () => {});
+      const mem = Mapping.anonymous(pageSize(), { hugepage: false });
+      u.register(mem);
+      // The JS thread faults on its own registered page: the guard resolves it (zeros) and
+      // queues a report, which the loop has had no chance to deliver before close().
+      const first = mem.bytes()[0];
+      u.close();
+      setTimeout(() => console.log(JSON.stringify({ first, warnings, errors })), 50);
+    `);
+    expect(out.errors).to.equal(0);
+    expect(out.warnings).to.deep.equal([{ name: 'FaultError', code: 'ERR_UFFD_DEADLOCK_GUARD' }]);
+  });
+
+  it('close() inside a pagefault listener: the rest of the batch is not emitted', () => {
+    const out = childJson<{ emitted: number; faults: number }>(`
+      const { Userfaultfd, Mapping, testing, pageSize } = uffd;
+      const page = pageSize();
+      const u = Userfaultfd.open();
+      const mem = Mapping.anonymous(8 * page, { hugepage: false });
+      u.register(mem);
+      let emitted = 0;
+      u.on('pagefault', () => { emitted++; u.close(); });
+      // Eight threads fault while the JS thread is busy: the event thread reads their faults in
+      // one batch, which JS receives at once.
+      const touched = testing.touch(mem, { threads: 8 });
+      const until = Date.now() + 300;
+      while (Date.now() < until);
+      touched.then((r) => console.log(JSON.stringify({ emitted, faults: r.length })));
+    `);
+    expect(out.emitted).to.equal(1);
+    expect(out.faults).to.equal(8);
   });
 });
