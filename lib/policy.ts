@@ -75,6 +75,7 @@ export class PolicyHandle {
     /** The range it covers. */
     readonly address: bigint,
     readonly length: number,
+    private readonly onRemoved: () => void = () => {},
   ) {}
 
   /** The counters: faults, bytes, eexist, retries, errors. Zeros once removed. */
@@ -84,7 +85,9 @@ export class PolicyHandle {
 
   /** Stop resolving this range natively: its faults go to JS again. Returns false if already removed. */
   remove(): boolean {
-    return this.handle.removePolicy(this.id);
+    const removed = this.handle.removePolicy(this.id);
+    if (removed) this.onRemoved();
+    return removed;
   }
 }
 

@@ -166,6 +166,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
   readonly #negotiated: Negotiated;
   #readerStarted = false;
   #refed = true;
+  #policies = 0;
   readonly #queues = new Set<EventQueue<UffdEvent<Userfaultfd>>>();
   /** How the descriptor was created. */
   readonly openedVia: OpenVia | 'fd';
@@ -182,8 +183,15 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     this.userModeOnly = userModeOnly;
     this.features = namesOf(FEATURES, negotiated.featureBits);
     // The event thread starts with the first listener for a fault event.
+    // While nothing consumes events (no listener, iterator or policy) the thread does not keep
+    // the process alive, whatever ref() said, and a dropped object can be collected.
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
-      if ((EVENT_TYPES as readonly (string | symbol)[]).includes(event)) this.#startReader();
+      if (!isEventType(event)) return;
+      this.#startReader();
+      this.#syncRef(1);
+    });
+    (this as EventEmitter).on('removeListener', (event: string | symbol) => {
+      if (isEventType(event)) this.#syncRef();
     });
   }
 
@@ -388,7 +396,12 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     // is removed, as it does for testing jobs, so faults never get a later mapping's bytes.
     const pin = typeof source === 'object' ? mappingOfBuffer(ArrayBuffer.isView(source) ? source.buffer : source) : undefined;
     const id = this.#handle.addPolicy(r.address, r.length, kind, unit, source, offset, retain as object | undefined, pin);
-    return new PolicyHandle(this.#handle, id, r.address, r.length);
+    this.#policies++;
+    this.#syncRef();
+    return new PolicyHandle(this.#handle, id, r.address, r.length, () => {
+      this.#policies--;
+      this.#syncRef();
+    });
   }
 
   /**
@@ -405,7 +418,10 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
       (paused) => {
         if (!this.closed) this.#handle.pause(paused);
       },
-      () => this.#queues.delete(queue),
+      () => {
+        this.#queues.delete(queue);
+        this.#syncRef();
+      },
     );
     const signal = opts.signal;
     if (signal) {
@@ -414,6 +430,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     }
     this.#queues.add(queue);
     this.#startReader();
+    this.#syncRef();
     return queue;
   }
 
@@ -435,15 +452,24 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
   /** Keep the process alive while the event thread runs (the default). */
   ref(): this {
     this.#refed = true;
-    if (this.#readerStarted && !this.closed) this.#handle.ref();
+    this.#syncRef();
     return this;
   }
 
   /** Let the process exit even though the event thread is running (like a timer's unref()). */
   unref(): this {
     this.#refed = false;
-    if (this.#readerStarted && !this.closed) this.#handle.unref();
+    this.#syncRef();
     return this;
+  }
+
+  // The event thread holds the process open only while asked to (ref) and while something
+  // consumes what it reads. `adding`: a listener about to be added ('newListener' runs first).
+  #syncRef(adding = 0): void {
+    if (!this.#readerStarted || this.closed) return;
+    const listeners = EVENT_TYPES.reduce((n, type) => n + this.listenerCount(type), adding);
+    if (this.#refed && listeners + this.#queues.size + this.#policies > 0) this.#handle.ref();
+    else this.#handle.unref();
   }
 
   /**
@@ -468,7 +494,6 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     if (this.#readerStarted) return;
     this.#handle.startReader(this.#onBatch, this.features.THREAD_ID ? native.gettid() : 0);
     this.#readerStarted = true;
-    if (!this.#refed) this.#handle.unref();
   }
 
   #decode(raw: ArrayBuffer): UffdEvent<Userfaultfd>[] {
@@ -543,6 +568,10 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     if (feature === undefined || (availableFeatureBits() & (1n << BigInt(FEATURES[feature].bit))) !== 0n) return;
     throw new UnsupportedError(`UFFDIO_${ioctl}`, FEATURES[feature].since, `the kernel does not report ${feature}`);
   }
+}
+
+function isEventType(event: string | symbol): boolean {
+  return (EVENT_TYPES as readonly (string | symbol)[]).includes(event);
 }
 
 export { UffdError };

@@ -181,14 +181,32 @@ void Reader::SetPaused(bool paused) {
   if (!paused) uv_async_send(async_);
 }
 
+// While unref'd and without policies the callback is a weak reference: nothing then keeps the
+// Userfaultfd (which the callback closes over) alive, so one the program dropped is collected,
+// and its finalizer stops this thread and closes the descriptor. Faults with nobody left to
+// serve them would wait forever; after the close the kernel lets them fault normally. A policy
+// keeps the reference strong: it serves faults that would otherwise be filled that way.
+void Reader::UpdateCallbackStrength() {
+  const bool strong = refed_ || !policies_.empty();
+  if (strong == callback_strong_ || callback_.IsEmpty()) return;
+  if (strong) {
+    callback_.Ref();
+  } else {
+    callback_.Unref();
+  }
+  callback_strong_ = strong;
+}
+
 void Reader::Ref() {
   refed_ = true;
+  UpdateCallbackStrength();
   if (async_) uv_ref(reinterpret_cast<uv_handle_t*>(async_));
   if (main_poll_) uv_ref(reinterpret_cast<uv_handle_t*>(main_poll_));
 }
 
 void Reader::Unref() {
   refed_ = false;
+  UpdateCallbackStrength();
   if (async_) uv_unref(reinterpret_cast<uv_handle_t*>(async_));
   if (main_poll_) uv_unref(reinterpret_cast<uv_handle_t*>(main_poll_));
 }
@@ -215,6 +233,7 @@ bool Reader::AddPolicy(std::shared_ptr<Policy> policy) {
   SwapPolicies(&next);
   // Policies never wait for JS: from now on only the event thread reads.
   UpdateMainLoop();
+  UpdateCallbackStrength();
   return true;
 }
 
@@ -226,6 +245,7 @@ bool Reader::RemovePolicy(uint32_t id) {
   if (next.size() == policies_.size()) return false;
   SwapPolicies(&next);  // `next` now holds the old list: the policy is freed with it, unlocked
   UpdateMainLoop();
+  UpdateCallbackStrength();
   return true;
 }
 
@@ -292,6 +312,14 @@ static void Deliver(Napi::Env env, Napi::Function callback, const std::vector<uf
                     const std::vector<FaultReport>& reports) {
   Napi::Value raw;
   Napi::Value list = env.Undefined();
+  auto drop = [&] {
+    for (const uffd_msg& m : msgs) {
+      if (m.event == UFFD_EVENT_FORK) close(static_cast<int>(m.arg.fork.ufd));
+    }
+  };
+  // The callback is held weakly while the handle is unref'd with no policy (Reader::Unref): once
+  // its Userfaultfd was collected there is nobody to deliver to.
+  if (callback.IsEmpty()) return drop();
   try {
     // In a Worker being terminated every napi call fails (and throws: binding.gyp defines
     // NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS, without which building the exception itself would
@@ -302,10 +330,7 @@ static void Deliver(Napi::Env env, Napi::Function callback, const std::vector<uf
     raw = buffer;
     if (!reports.empty()) list = ReportsToJs(env, reports);
   } catch (const Napi::Error&) {
-    for (const uffd_msg& m : msgs) {
-      if (m.event == UFFD_EVENT_FORK) close(static_cast<int>(m.arg.fork.ufd));
-    }
-    return;
+    return drop();
   }
   try {
     // MakeCallback: the promise jobs a handler queues run when it returns, as after any I/O.

@@ -102,7 +102,7 @@ class Reader {
   // deadlock guard go on working without JS, until the ring is full.
   void SetPaused(bool paused);
   void Ref();
-  void Unref();
+  void Unref();  // also lets the Userfaultfd be collected, while no policy is installed
 
   // Policies are added and removed on the JS thread while the event thread may be resolving;
   // the mutex is held across each resolution, so once Remove returns no resolution uses it.
@@ -135,6 +135,8 @@ class Reader {
   // Any thread: wake the event thread after changing what it should look at (the protocol is
   // written down at the definition).
   void WakeThread();
+  // JS thread: the callback reference is weak exactly while unref'd with no policy.
+  void UpdateCallbackStrength();
   // Event thread: take the pending wake-ups. Always before reading the flags they announce.
   void ConsumeWakeups();
 
@@ -147,6 +149,7 @@ class Reader {
   size_t reports_scanned_ = 0;  // JS thread: ring slots past the head already scanned for reports
   Napi::Env env_;
   Napi::FunctionReference callback_;
+  bool callback_strong_ = true;  // its reference count is 1 (else 0: weak)
   bool refed_ = true;
 
   // Event thread to JS thread. Room for kMaxHeld messages held for a paused JS, plus a round's
