@@ -5,7 +5,7 @@
  * @internal
  */
 import * as path from 'node:path';
-import { UffdError, type SysErrorDetails } from './errors';
+import { ERR_UFFD_ADDON_LOAD, UffdError, type SysErrorDetails } from './errors';
 import type { NativeReport } from './events';
 
 /** An address as the native layer takes it. */
@@ -102,9 +102,6 @@ export interface Binding {
   };
 }
 
-/** The code of the error thrown when the native addon cannot be loaded. */
-export const ADDON_LOAD_ERROR = 'ERR_UFFD_ADDON_LOAD';
-
 /**
  * node-gyp-build's own error is a multi-line "No native build was found for platform=... abi=..."
  * with a stack into its internals: it names neither the package nor a way out. A user who
@@ -118,7 +115,7 @@ function addonLoadError(root: string, cause: unknown): Error {
     'Build it with `npm rebuild userfaultfd` in your project (node-gyp: python3, make and a C++17 compiler), ' +
     'or `npm run build` in a clone of the repository; a release tarball ships prebuilds for linux-x64 and linux-arm64 ' +
     '(`npm run prebuilds` makes them)';
-  return Object.assign(new Error(message, { cause }), { code: ADDON_LOAD_ERROR });
+  return Object.assign(new Error(message, { cause }), { code: ERR_UFFD_ADDON_LOAD });
 }
 
 // node-gyp-build finds build/Release (a source build) or prebuilds/<platform>-<arch> from the
