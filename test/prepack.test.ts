@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { skipIf } from './helpers/memtypes';
 
 const SCRIPT = path.resolve(__dirname, '..', '..', 'test', 'pack', 'check-prebuilds.mjs');
 
@@ -30,6 +31,11 @@ describe('prepack: the tarball gets both prebuilds', () => {
   };
   const check = (env: Record<string, string> = {}) =>
     spawnSync(process.execPath, [SCRIPT, root], { encoding: 'utf8', timeout: 15000, env: { ...process.env, UFFD_ALLOW_MISSING_PREBUILDS: '', ...env } });
+
+  before(function () {
+    // The VMs (test/vm) get dist/ and package.json, not the repository's test/pack scripts.
+    skipIf(this, fs.existsSync(SCRIPT) ? undefined : `${SCRIPT} is not here (a package copy without the repository's scripts)`);
+  });
 
   beforeEach(() => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-prepack-'));

@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { skipIf } from './helpers/memtypes';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const TSC = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -59,9 +60,11 @@ try {
 
 describe('types: the .d.ts as a user compiles it', function () {
   this.timeout(120000);
-  let dir: string;
+  let dir: string | undefined;
 
-  before(() => {
+  before(function () {
+    // The VMs (test/vm) get only the modules the tests load at run time: no TypeScript.
+    skipIf(this, fs.existsSync(TSC) && fs.existsSync(path.join(ROOT, 'node_modules', '@types', 'node')) ? undefined : 'TypeScript and @types/node are not installed here');
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uffd-types-'));
     fs.mkdirSync(path.join(dir, 'node_modules', '@types'), { recursive: true });
     fs.symlinkSync(ROOT, path.join(dir, 'node_modules', 'userfaultfd'));
@@ -77,12 +80,15 @@ describe('types: the .d.ts as a user compiles it', function () {
     fs.writeFileSync(path.join(dir, 'index.ts'), CONSUMER);
   });
 
-  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  after(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
 
   it('compiles with "module": "nodenext", and `using` with "target": "ES2022" runs on this Node', () => {
-    const tsc = spawnSync(process.execPath, [TSC, '-p', dir], { encoding: 'utf8', timeout: 110000 });
+    const project = dir as string;
+    const tsc = spawnSync(process.execPath, [TSC, '-p', project], { encoding: 'utf8', timeout: 110000 });
     expect(tsc.status, tsc.stdout + tsc.stderr).to.equal(0);
-    const run = spawnSync(process.execPath, [path.join(dir, 'out', 'index.js')], { encoding: 'utf8', timeout: 15000, cwd: dir });
+    const run = spawnSync(process.execPath, [path.join(project, 'out', 'index.js')], { encoding: 'utf8', timeout: 15000, cwd: project });
     expect(run.status, run.stderr).to.equal(0);
     expect(run.stdout).to.equal(`false\nclosed by using: true true ERR_UFFD_UNMAPPED\n`);
   });
