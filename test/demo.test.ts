@@ -101,6 +101,15 @@ describe('userfaultfd demo (the CLI)', function () {
     });
     expect(r.status, r.stderr).to.equal(1);
     expect(r.stderr).to.match(/^userfaultfd: ENOENT: no such file or directory, mkdtemp '.*' \(ENOENT\)\n$/);
+    // NODE_DEBUG=userfaultfd adds the stack, for a bug report.
+    const debug = spawnSync(process.execPath, [CLI, 'demo', '--size', '1M'], {
+      encoding: 'utf8',
+      timeout: 60000,
+      killSignal: 'SIGKILL',
+      env: { ...process.env, NODE_DEBUG: 'userfaultfd', TMPDIR: path.join(os.tmpdir(), `no-such-dir-${process.pid}`) },
+    });
+    expect(debug.status).to.equal(1);
+    expect(debug.stderr).to.match(/^userfaultfd: ENOENT: .*\n.*Error: ENOENT/).and.match(/\n {4}at /);
   });
 
   it('--help documents every option, --seed included', () => {
