@@ -5,7 +5,7 @@
  * @internal
  */
 import * as path from 'node:path';
-import { UffdError, type SysErrorDetails } from './errors';
+import { ERR_UFFD_ADDON_LOAD, UffdError, type SysErrorDetails } from './errors';
 import type { NativeReport } from './events';
 
 /** An address as the native layer takes it. */
@@ -103,10 +103,35 @@ export interface Binding {
   };
 }
 
+/**
+ * node-gyp-build's own error is a multi-line "No native build was found for platform=... abi=..."
+ * with a stack into its internals: it names neither the package nor a way out. A user who
+ * installed with scripts skipped, or cloned without building, gets one coded error saying what
+ * to run instead; node-gyp-build's error stays as `cause`.
+ */
+function addonLoadError(root: string, cause: unknown): Error {
+  const why = cause instanceof Error ? cause.message.split('\n')[0].trim() : String(cause);
+  const message =
+    `userfaultfd: the native addon could not be loaded from ${root} (${why}). ` +
+    'Build it with `npm rebuild userfaultfd` in your project (node-gyp: python3, make and a C++17 compiler), ' +
+    'or `npm run build` in a clone of the repository; a release tarball ships prebuilds for linux-x64 and linux-arm64 ' +
+    '(`npm run prebuilds` makes them)';
+  return Object.assign(new Error(message, { cause }), { code: ERR_UFFD_ADDON_LOAD });
+}
+
 // node-gyp-build finds build/Release (a source build) or prebuilds/<platform>-<arch> from the
 // package root; this file is compiled to dist/lib/binding.js, two levels below it.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const load = require('node-gyp-build') as (dir: string) => unknown;
-export const native = load(path.join(__dirname, '..', '..')) as Binding;
+function loadAddon(): Binding {
+  const root = path.join(__dirname, '..', '..');
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const load = require('node-gyp-build') as (dir: string) => unknown;
+    return load(root) as Binding;
+  } catch (err) {
+    throw addonLoadError(root, err);
+  }
+}
+
+export const native = loadAddon();
 
 native.setErrorFactory((details) => new UffdError(details));

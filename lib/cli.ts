@@ -4,17 +4,30 @@
  * `userfaultfd demo` lazily restores a memory snapshot (lib/demo.ts).
  * @module
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { FEATURES, FEATURE_NAMES, PAGE_CATEGORY_NAMES } from './constants';
-import { probe, type ProbeReport } from './probe';
-import { demoCommand } from './demo';
+import type { ProbeReport } from './probe';
+import { UsageError, parseOptions } from './cli-args';
 
 const USAGE = `usage: userfaultfd <command> [options]
 
 commands:
   probe [--json]   what this kernel and machine support for userfaultfd
-  demo [--size 256M] [--threads 4] [--js] [--json]
+  demo [--size 256M] [--threads 4] [--seed 1] [--js] [--json]
                    lazily restore a memory snapshot, serving its page faults from a file
+                   (userfaultfd demo --help for its options)
+
+options:
+  --help, -h       this text
+  --version, -v    the package version
 `;
+
+/** The package's version, from its package.json (two levels above dist/lib/cli.js). */
+function version(): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
 
 function toJson(report: ProbeReport): string {
   return JSON.stringify(report, (_key, value: unknown) => (typeof value === 'bigint' ? `0x${value.toString(16)}` : value), 2);
@@ -64,34 +77,64 @@ function table(report: ProbeReport): string {
   return lines.join('\n');
 }
 
-export function main(argv: string[]): number | Promise<number> {
+/**
+ * Runs one command; resolves to the exit code. The commands load the addon only when they run
+ * (dynamic imports), so `--help` and `--version` work even where it cannot be loaded.
+ */
+export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === 'demo') return demoCommand(rest);
+  if (command === 'demo') {
+    const { demoCommand } = await import('./demo');
+    return demoCommand(rest);
+  }
   if (command === 'probe') {
-    const unknown = rest.filter((a) => a !== '--json');
-    if (unknown.length > 0) {
-      process.stderr.write(`unknown option ${unknown[0]}\n${USAGE}`);
+    let values: Record<string, string | boolean | undefined>;
+    try {
+      values = parseOptions(rest, { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } });
+    } catch (err) {
+      if (!(err instanceof UsageError)) throw err;
+      process.stderr.write(`userfaultfd probe: ${err.message}\n${USAGE}`);
       return 2;
     }
+    if (values.help === true) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    const { probe } = await import('./probe');
     const report = probe();
-    process.stdout.write(`${rest.includes('--json') ? toJson(report) : table(report)}\n`);
+    process.stdout.write(`${values.json === true ? toJson(report) : table(report)}\n`);
+    return 0;
+  }
+  if (command === '--version' || command === '-v' || command === 'version') {
+    process.stdout.write(`${version()}\n`);
     return 0;
   }
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(USAGE);
     return command === undefined ? 2 : 0;
   }
-  process.stderr.write(`unknown command ${command}\n${USAGE}`);
+  process.stderr.write(`userfaultfd: unknown command '${command}'\n${USAGE}`);
   return 2;
 }
 
+/**
+ * A runtime error as one line, `userfaultfd: <message> (<code>)`: a user needs what failed and
+ * its code, not a stack into the library (set NODE_DEBUG=userfaultfd for the stack).
+ */
+export function errorLine(err: unknown): string {
+  const message = (err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, ' ').trim().replace(/^userfaultfd: /, '');
+  const code = (err as { code?: unknown } | null)?.code;
+  return `userfaultfd: ${message}${typeof code === 'string' && !message.includes(`(${code})`) ? ` (${code})` : ''}`;
+}
+
 if (require.main === module) {
-  Promise.resolve(main(process.argv.slice(2))).then(
+  main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;
     },
     (err: unknown) => {
-      process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.stderr.write(`${errorLine(err)}\n`);
+      if (/\buserfaultfd\b/.test(process.env.NODE_DEBUG ?? '') && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
       process.exitCode = 1;
     },
   );

@@ -12,6 +12,7 @@ import { pageSize } from './sysinfo';
 import { touch, type TouchThreadResult } from './testing';
 import { Userfaultfd } from './userfaultfd';
 import { Progress, formatRate } from './demo-progress';
+import { UsageError, parseOptions } from './cli-args';
 import { checkFile, firstDifference, memoryDigest, removeSnapshot, writeSnapshot, type Snapshot } from './demo-snapshot';
 
 export interface DemoOptions {
@@ -21,7 +22,9 @@ export interface DemoOptions {
   threads: number;
   /** Serve faults with a JS 'pagefault' handler instead of the native policy. */
   js: boolean;
+  /** A JSON summary on stdout; nothing to stderr (no progress line). */
   json: boolean;
+  /** Seeds the snapshot's content and the touch order. */
   seed: number;
   /**
    * For tests: the JS handler serves this page with every byte inverted, to prove the check
@@ -30,17 +33,20 @@ export interface DemoOptions {
   corruptPage?: number;
 }
 
-export const DEMO_USAGE = `usage: userfaultfd demo [--size 256M] [--threads 4] [--js] [--json]
+export const DEMO_USAGE = `usage: userfaultfd demo [--size 256M] [--threads 4] [--seed 1] [--js] [--json]
 
   Lazily restores a memory snapshot: writes a snapshot file, maps an empty region, faults it in
   from native threads in random order and serves every fault from the file, then prints the
   fault latency and verifies the restored memory against the file (exit 1 if they differ).
 
   --size N      snapshot size: bytes, or with K, M, G (binary units); default 256M
-  --threads N   faulting threads; default 4
+  --threads N   faulting threads, 1 to 64; default 4
+  --seed N      seeds the snapshot's content and the threads' touch order (a positive integer,
+                default 1): the same seed writes the same file and touches pages in the same order
   --js          serve faults with a JS 'pagefault' handler (fs.readSync + uffd.copy) instead of
                 the native policy { copyFrom: { fd } }
-  --json        print a JSON summary on stdout
+  --json        print a JSON summary on stdout, and nothing on stderr
+  Options take their value as --size 8M or --size=8M.
 `;
 
 /** What a run measured and found. */
@@ -63,8 +69,8 @@ export interface DemoSummary {
   verified: boolean;
 }
 
-/** A usage error: the CLI prints it with the usage text and exits 2. */
-export class DemoUsageError extends Error {}
+/** A usage error of the demo: the CLI prints it with the usage text and exits 2. */
+export class DemoUsageError extends UsageError {}
 
 /** "256M", "64MiB", "8m", "1G", "4096" -> bytes. */
 export function parseSize(text: string): number {
@@ -76,28 +82,34 @@ export function parseSize(text: string): number {
   return bytes;
 }
 
+function parseCount(name: string, text: string, max: number): number {
+  const n = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new DemoUsageError(`--${name} must be an integer from 1 to ${max}, got '${text}'`);
+  return n;
+}
+
 export function parseDemoArgs(args: string[]): DemoOptions {
   const opts: DemoOptions = { size: 256 << 20, threads: 4, js: false, json: false, seed: 1 };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    const value = (): string => {
-      const v = args[++i];
-      if (v === undefined) throw new DemoUsageError(`${arg} needs a value`);
-      return v;
-    };
-    if (arg === '--js') opts.js = true;
-    else if (arg === '--json') opts.json = true;
-    else if (arg === '--size') opts.size = parseSize(value());
-    else if (arg === '--threads' || arg === '--seed') {
-      const n = Number(value());
-      if (!Number.isInteger(n) || n < 1 || n > (arg === '--threads' ? 64 : 0xffffffff)) {
-        throw new DemoUsageError(`${arg} must be a positive integer${arg === '--threads' ? ' up to 64' : ''}`);
-      }
-      if (arg === '--threads') opts.threads = n;
-      else opts.seed = n;
-    } else throw new DemoUsageError(`unknown option ${arg}`);
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseOptions(args, {
+      size: { type: 'string' },
+      threads: { type: 'string' },
+      seed: { type: 'string' },
+      js: { type: 'boolean' },
+      json: { type: 'boolean' },
+    });
+  } catch (err) {
+    throw err instanceof UsageError ? new DemoUsageError(err.message) : err;
   }
-  if (opts.size % pageSize() !== 0) throw new DemoUsageError(`--size must be a multiple of the page size (${pageSize()})`);
+  if (values.js === true) opts.js = true;
+  if (values.json === true) opts.json = true;
+  if (typeof values.size === 'string') opts.size = parseSize(values.size);
+  if (typeof values.threads === 'string') opts.threads = parseCount('threads', values.threads, 64);
+  if (typeof values.seed === 'string') opts.seed = parseCount('seed', values.seed, 0xffffffff);
+  if (opts.size % pageSize() !== 0) {
+    throw new DemoUsageError(`--size must be a multiple of the page size (${pageSize()}), got '${values.size}' (${opts.size} bytes)`);
+  }
   return opts;
 }
 
@@ -175,11 +187,13 @@ export async function runDemo(opts: DemoOptions, log: (line: string) => void): P
     try {
       uffd.register(region);
       const counter = serve(uffd, region, snapshot, opts);
-      const progress = new Progress({ total: pages, done: counter });
+      // --json: stdout carries the summary and stderr stays empty, for scripts that treat any
+      // stderr output as a failure.
+      const progress = opts.json ? undefined : new Progress({ total: pages, done: counter });
       t = performance.now();
       results = await touch(region, { threads: opts.threads, mode: 'read', order: 'random', seed: opts.seed, recordLatency: true });
       restoreMs = performance.now() - t;
-      progress.finish();
+      progress?.finish();
       faults = counter();
     } finally {
       // Closing unregisters the region: from here on a page nobody restored reads as zeros (and
@@ -233,6 +247,7 @@ function formatBytes(bytes: number): string {
 
 /** The CLI entry: exit 0 when verified, 1 on a mismatch, 2 on a usage error. */
 export async function demoCommand(args: string[]): Promise<number> {
+  // Before parsing, so that `--size lots --help` still shows the help.
   if (args.includes('--help') || args.includes('-h')) {
     process.stdout.write(DEMO_USAGE);
     return 0;
@@ -242,7 +257,7 @@ export async function demoCommand(args: string[]): Promise<number> {
     opts = parseDemoArgs(args);
   } catch (err) {
     if (!(err instanceof DemoUsageError)) throw err;
-    process.stderr.write(`${err.message}\n${DEMO_USAGE}`);
+    process.stderr.write(`userfaultfd demo: ${err.message}\n${DEMO_USAGE}`);
     return 2;
   }
   const summary = await runDemo(opts, opts.json ? () => {} : (line) => process.stdout.write(`${line}\n`));

@@ -52,13 +52,78 @@ function hintFor(op: string, code: string): string | undefined {
 }
 
 /**
+ * The errno names this library's calls produce (see the README's tables and each call's
+ * documentation). The kernel can return others; `code` then holds that errno's name, which is
+ * why {@link UffdErrorCode} stays open to any string.
+ */
+export type ErrnoCode =
+  | 'EACCES'
+  | 'EAGAIN'
+  | 'EBADF'
+  | 'EBUSY'
+  | 'EEXIST'
+  | 'EFAULT'
+  | 'EINVAL'
+  | 'EIO'
+  | 'EISDIR'
+  | 'EMFILE'
+  | 'ENFILE'
+  | 'ENODEV'
+  | 'ENOENT'
+  | 'ENOMEM'
+  | 'ENOSPC'
+  | 'ENOSYS'
+  | 'ENOTTY'
+  | 'EOPNOTSUPP'
+  | 'EOVERFLOW'
+  | 'EPERM'
+  | 'ESPIPE'
+  | 'ESRCH';
+
+/**
+ * The `code` of a {@link UffdError}: an errno name, or `'ERR_UFFD_DEADLOCK_GUARD'` for a
+ * {@link FaultError} the deadlock guard raised. `(string & {})` keeps any other errno name the
+ * kernel may return assignable while editors still offer the known ones.
+ */
+ 
+export type UffdErrorCode = ErrnoCode | typeof ERR_UFFD_DEADLOCK_GUARD | (string & {});
+
+/** A call on a closed Userfaultfd, WriteTracker or Pagemap, or on one closed while the call ran. */
+export const ERR_UFFD_CLOSED = 'ERR_UFFD_CLOSED';
+/**
+ * A call on a Mapping that was unmapped (by `unmap()`, or by the GC once nothing held it), or
+ * a concurrent compaction whose from- or to-space was unmapped before it finished.
+ */
+export const ERR_UFFD_UNMAPPED = 'ERR_UFFD_UNMAPPED';
+/** `mremap()` of a Mapping that native threads (a `testing` job, a policy) are using. */
+export const ERR_UFFD_MAPPING_BUSY = 'ERR_UFFD_MAPPING_BUSY';
+/** The running kernel lacks what the call needs: an {@link UnsupportedError}. */
+export const ERR_UFFD_UNSUPPORTED = 'ERR_UFFD_UNSUPPORTED';
+/** A {@link FaultError} for a fault the JS thread raised on itself, resolved by the deadlock guard. */
+export const ERR_UFFD_DEADLOCK_GUARD = 'ERR_UFFD_DEADLOCK_GUARD';
+/** A `written()` result read after the tracker's next call reused its buffer. */
+export const ERR_UFFD_STALE_REGIONS = 'ERR_UFFD_STALE_REGIONS';
+/** The native addon could not be loaded (no build, no matching prebuild): the message says what to run. */
+export const ERR_UFFD_ADDON_LOAD = 'ERR_UFFD_ADDON_LOAD';
+
+/** The codes of this library's own errors; the others carry an errno name or Node's `ERR_INVALID_ARG_*`/`ERR_OUT_OF_RANGE`. */
+export type UffdCode =
+  | typeof ERR_UFFD_CLOSED
+  | typeof ERR_UFFD_UNMAPPED
+  | typeof ERR_UFFD_MAPPING_BUSY
+  | typeof ERR_UFFD_UNSUPPORTED
+  | typeof ERR_UFFD_DEADLOCK_GUARD
+  | typeof ERR_UFFD_STALE_REGIONS
+  | typeof ERR_UFFD_ADDON_LOAD;
+
+/**
  * A failed system call or ioctl. Like Node's own errors: `code` (`'EEXIST'`), `errno` (negative),
  * `syscall` (`'ioctl'`), plus `ioctl` (`'UFFDIO_COPY'`) and, for the resolving ioctls, `bytes`:
  * the progress made before the failure (an `EAGAIN` with `bytes > 0` is partial progress).
  */
 export class UffdError extends Error {
   override name = 'UffdError';
-  readonly code: string;
+  readonly code: UffdErrorCode;
   readonly errno: number;
   readonly syscall: string;
   readonly ioctl?: string;
@@ -98,7 +163,7 @@ function safeErrorName(errno: number): string {
  */
 export class UnsupportedError extends Error {
   override name = 'UnsupportedError';
-  readonly code = 'ERR_UFFD_UNSUPPORTED';
+  readonly code = ERR_UFFD_UNSUPPORTED;
   constructor(
     readonly feature: string,
     readonly since: string,

@@ -22,8 +22,18 @@ export { PageRegions } from './regions';
 export type { PageRegion } from './regions';
 export { WriteTracker } from './tracker';
 export type { WriteTrackerOptions, WrittenOptions } from './tracker';
-export { UffdError, UnsupportedError } from './errors';
-export type { SysErrorDetails } from './errors';
+export {
+  UffdError,
+  UnsupportedError,
+  ERR_UFFD_CLOSED,
+  ERR_UFFD_UNMAPPED,
+  ERR_UFFD_MAPPING_BUSY,
+  ERR_UFFD_UNSUPPORTED,
+  ERR_UFFD_DEADLOCK_GUARD,
+  ERR_UFFD_STALE_REGIONS,
+  ERR_UFFD_ADDON_LOAD,
+} from './errors';
+export type { SysErrorDetails, ErrnoCode, UffdErrorCode, UffdCode } from './errors';
 export * as constants from './constants';
 export type { FeatureName, FeatureSet, IoctlName, PageCategory, MadviseName, Protection } from './constants';
 export type { Address, Range } from './validate';

@@ -56,7 +56,12 @@ export interface UffdEvents {
   remap: [import('./events').RemapEvent];
   remove: [import('./events').RemoveEvent];
   unmap: [import('./events').UnmapEvent];
-  error: [Error];
+  /**
+   * A {@link FaultError} from the fault engine (a native policy's resolution failed, or the
+   * deadlock guard resolved a fault the JS thread raised on itself), or whatever a listener of
+   * another event threw.
+   */
+  error: [err: import('./events').FaultError | Error];
 }
 
 /** Options of {@link Userfaultfd.events}. */

@@ -80,6 +80,6 @@ describe('userfaultfd probe (the CLI)', () => {
     expect(spawnSync(process.execPath, [CLI, 'frobnicate'], { encoding: 'utf8' }).status).to.equal(2);
     const r = spawnSync(process.execPath, [CLI, 'probe', '--yaml'], { encoding: 'utf8' });
     expect(r.status).to.equal(2);
-    expect(r.stderr).to.include('unknown option --yaml');
+    expect(r.stderr).to.include("unknown option '--yaml'");
   });
 });

@@ -8,7 +8,7 @@
  * Object layout (little-endian): u32 id, u32 size (header + refs + payload), u32 nrefs, u32 spare,
  * then nrefs u32 heap offsets (NULL_REF for none), then the payload.
  */
-import { compact, Mapping, pageSize, type Compaction, type ForwardingTable, type Userfaultfd } from '../../lib/index';
+import { compact, Mapping, pageSize, type Compaction, type ForwardingTable, type Userfaultfd } from 'userfaultfd';
 
 export const NULL_REF = 0xffffffff;
 const HEADER = 16;

@@ -3,7 +3,7 @@
  * it, collects three times with UFFDIO_MOVE compaction (stop-the-world, concurrent,
  * stop-the-world), and verifies every live object's bytes and references after each collection.
  */
-import { Userfaultfd } from '../../lib/index';
+import { Userfaultfd } from 'userfaultfd';
 import { randomGraph, ToyHeap, verify } from './heap';
 
 export async function main(): Promise<void> {

@@ -4,7 +4,7 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Mapping, pageSize } from '../../lib/index';
+import { Mapping, pageSize } from 'userfaultfd';
 import { IncrementalSnapshot, restore } from './snapshot';
 
 const file = process.argv[2] ?? path.join(os.tmpdir(), 'uffd-snapshot-demo.bin');

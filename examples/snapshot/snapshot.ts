@@ -4,8 +4,6 @@
  * and live migration do with dirty tracking). The file is an append-only log, so any round can
  * be restored; restore() replays the log and checks every round's checksum.
  *
- * Outside this repository, import from 'userfaultfd' instead of '../../lib/index'.
- *
  * File layout (little endian):
  *   header  'UFFDSNAP' | u32 version (1) | u32 page size | u64 mapping length
  *   round   'ROUND\0\0\0' | u32 round | u32 regions | u32 crc32 of data | u32 0
@@ -13,7 +11,7 @@
  */
 import * as fs from 'node:fs';
 import { crc32 } from 'node:zlib';
-import { Mapping, WriteTracker } from '../../lib/index';
+import { Mapping, WriteTracker } from 'userfaultfd';
 
 const FILE_MAGIC = Buffer.from('UFFDSNAP');
 const ROUND_MAGIC = Buffer.from('ROUND\0\0\0');
