@@ -4,6 +4,7 @@
  * @module
  * @internal
  */
+import { constants as bufferConstants } from 'node:buffer';
 import * as path from 'node:path';
 import { UffdError, type SysErrorDetails } from './errors';
 import type { NativeReport } from './events';
@@ -60,6 +61,8 @@ export interface NativeMapping {
   readonly length: number;
   readonly mapped: boolean;
   buffer(): ArrayBuffer;
+  /** A new ArrayBuffer over `length` bytes from `offset`, detached by unmap and mremap. */
+  view(offset: number, length: number): ArrayBuffer;
   unmap(): void;
   madvise(offset: number, length: number, advice: number): void;
   mprotect(offset: number, length: number, prot: number): void;
@@ -68,6 +71,8 @@ export interface NativeMapping {
 
 export interface Binding {
   setErrorFactory(factory: (details: SysErrorDetails) => Error): void;
+  /** The largest ArrayBuffer this Node can make (buffer.constants.MAX_LENGTH). */
+  setBufferLimit(limit: number): void;
   UffdHandle: new (fd: number, ownsFd: boolean) => NativeUffd;
   MappingHandle: new (length: number, prot: number, flags: number, fd: number, offset: number) => NativeMapping;
   /** via: 0 = userfaultfd(2), 1 = /dev/userfaultfd. */
@@ -109,3 +114,4 @@ const load = require('node-gyp-build') as (dir: string) => unknown;
 export const native = load(path.join(__dirname, '..', '..')) as Binding;
 
 native.setErrorFactory((details) => new UffdError(details));
+native.setBufferLimit(bufferConstants.MAX_LENGTH);
