@@ -84,6 +84,10 @@ export interface Binding {
   pageSize(): number;
   memfdCreate(name: string, flags: number): number;
   dupFd(fd: number): number;
+  /** A close-on-exec duplicate recorded in the process-wide table of shared descriptors. */
+  shareFd(fd: number): { fd: number; token: number };
+  /** Takes a shareFd descriptor out of the table (closing it if `close`), or throws ERR_UFFD_NOT_SHARED. */
+  takeSharedFd(fd: number, token: number, close: boolean): void;
   closeFd(fd: number): void;
   gettid(): number;
   /**
@@ -102,6 +106,8 @@ export interface Binding {
     madvise(address: bigint, length: number, advice: number, mapping?: NativeMapping): Promise<void>;
     /** fork(); the child sleeps `ms` then exits, holding our private pages copy-on-write. */
     forkHold(ms: number): number;
+    /** Whether `fd` is O_NONBLOCK, after setting or clearing it if `on` is given. */
+    nonblocking(fd: number, on?: boolean): boolean;
     /** SIGKILL and waitpid a forkHold child; returns the wait status. */
     reapChild(pid: number): number;
   };

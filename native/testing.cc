@@ -4,6 +4,7 @@
 // touch(address, length, options) -> Promise<ThreadResult[]>. A coordinator std::thread starts
 // the touching threads, joins them, and settles the promise through a thread-safe function; the
 // libuv thread pool is not used, so a JS handler that itself needs the pool cannot starve it.
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -456,6 +457,20 @@ Napi::Value MadviseOffThread(const Napi::CallbackInfo& info) {
       });
 }
 
+// nonblocking(fd, on?) -> whether O_NONBLOCK is set, after setting or clearing it if `on` is a
+// boolean. For tests of adopted descriptors: JS has no fcntl to make a blocking uffd with.
+Napi::Value Nonblocking(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "fd");
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) ThrowSysError(env, {errno, "fcntl"});
+  if (info[1].IsBoolean()) {
+    flags = info[1].As<Napi::Boolean>().Value() ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+    if (fcntl(fd, F_SETFL, flags) != 0) ThrowSysError(env, {errno, "fcntl"});
+  }
+  return Napi::Boolean::New(env, (flags & O_NONBLOCK) != 0);
+}
+
 }  // namespace
 
 void InitTesting(Napi::Env env, Napi::Object exports) {
@@ -463,5 +478,6 @@ void InitTesting(Napi::Env env, Napi::Object exports) {
   testing.Set("touch", Napi::Function::New(env, Touch, "touch"));
   testing.Set("forkTouch", Napi::Function::New(env, ForkTouch, "forkTouch"));
   testing.Set("madvise", Napi::Function::New(env, MadviseOffThread, "madvise"));
+  testing.Set("nonblocking", Napi::Function::New(env, Nonblocking, "nonblocking"));
   exports.Set("testing", testing);
 }
