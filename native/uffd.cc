@@ -34,8 +34,10 @@ UffdHandle* UffdHandle::Of(const Napi::Value& v) {
 
 // A handle adopts only a real userfaultfd, made non-blocking. On any other file the event thread
 // would read the file's bytes as uffd_msg: fake FORK events that adopt and close random
-// descriptor numbers, in a loop. And a blocking uffd polls as POLLERR, which would stop the
-// event thread reading, silently. Throws (touching nothing) otherwise.
+// descriptor numbers, in a loop. And a blocking uffd polls as POLLERR at once: readEvents()
+// would then sleep in read(2) past its timeout (forever if no fault comes), and the event thread
+// takes POLLERR for the end of the uffd. (libuv's uv_poll_init happens to set O_NONBLOCK, but
+// only when the JS loop's reader starts.) Throws (touching nothing) otherwise.
 static void AdoptUserfaultfd(Napi::Env env, int fd) {
   std::string link = "/proc/self/fd/" + std::to_string(fd);
   char target[64] = {};
