@@ -4,6 +4,7 @@
  * @module
  * @internal
  */
+import { constants as bufferConstants } from 'node:buffer';
 import * as path from 'node:path';
 import { ERR_UFFD_ADDON_LOAD, UffdError, type SysErrorDetails } from './errors';
 import type { NativeReport } from './events';
@@ -61,6 +62,8 @@ export interface NativeMapping {
   readonly length: number;
   readonly mapped: boolean;
   buffer(): ArrayBuffer;
+  /** A new ArrayBuffer over `length` bytes from `offset`, detached by unmap and mremap. */
+  view(offset: number, length: number): ArrayBuffer;
   unmap(): void;
   madvise(offset: number, length: number, advice: number): void;
   mprotect(offset: number, length: number, prot: number): void;
@@ -69,6 +72,8 @@ export interface NativeMapping {
 
 export interface Binding {
   setErrorFactory(factory: (details: SysErrorDetails) => Error): void;
+  /** The largest ArrayBuffer this Node can make (buffer.constants.MAX_LENGTH). */
+  setBufferLimit(limit: number): void;
   UffdHandle: new (fd: number, ownsFd: boolean) => NativeUffd;
   MappingHandle: new (length: number, prot: number, flags: number, fd: number, offset: number) => NativeMapping;
   /** via: 0 = userfaultfd(2), 1 = /dev/userfaultfd. */
@@ -80,6 +85,10 @@ export interface Binding {
   pageSize(): number;
   memfdCreate(name: string, flags: number): number;
   dupFd(fd: number): number;
+  /** A close-on-exec duplicate recorded in the process-wide table of shared descriptors. */
+  shareFd(fd: number): { fd: number; token: number };
+  /** Takes a shareFd descriptor out of the table (closing it if `close`), or throws ERR_UFFD_NOT_SHARED. */
+  takeSharedFd(fd: number, token: number, close: boolean): void;
   closeFd(fd: number): void;
   gettid(): number;
   /**
@@ -98,6 +107,8 @@ export interface Binding {
     madvise(address: bigint, length: number, advice: number, mapping?: NativeMapping): Promise<void>;
     /** fork(); the child sleeps `ms` then exits, holding our private pages copy-on-write. */
     forkHold(ms: number): number;
+    /** Whether `fd` is O_NONBLOCK, after setting or clearing it if `on` is given. */
+    nonblocking(fd: number, on?: boolean): boolean;
     /** SIGKILL and waitpid a forkHold child; returns the wait status. */
     reapChild(pid: number): number;
   };
@@ -135,3 +146,4 @@ function loadAddon(): Binding {
 export const native = loadAddon();
 
 native.setErrorFactory((details) => new UffdError(details));
+native.setBufferLimit(bufferConstants.MAX_LENGTH);

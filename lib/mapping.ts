@@ -3,6 +3,7 @@
  * ArrayBuffer over it (no copy).
  * @module
  */
+import { constants as bufferConstants } from 'node:buffer';
 import * as fs from 'node:fs';
 import { native, type NativeMapping } from './binding';
 import { MADVISE, MAP, MFD, PROT, type MadviseName, type Protection } from './constants';
@@ -21,6 +22,12 @@ export interface AnonymousOptions {
   hugepage?: boolean;
   /** Fault every page in now (MAP_POPULATE). Do not use on memory you mean to register for MISSING faults. */
   populate?: boolean;
+  /**
+   * Reserve no swap or commit charge for the pages (MAP_NORESERVE), as VM guest memory is
+   * usually mapped: a large mapping then costs nothing until touched (under the default
+   * heuristic overcommit; `vm.overcommit_memory = 2` ignores it).
+   */
+  noreserve?: boolean;
 }
 
 /** Options of {@link Mapping.memfd}. */
@@ -70,6 +77,7 @@ export interface SubRange {
 const PROTECTIONS: readonly Protection[] = ['', 'r', 'rw', 'rx', 'rwx', 'w', 'wx', 'x'];
 
 let handleOf: (m: Mapping) => NativeMapping;
+let holdersOf: (m: Mapping) => Set<object>;
 
 /**
  * The native handle of a Mapping (not exported from the package): for the addon's functions
@@ -78,6 +86,17 @@ let handleOf: (m: Mapping) => NativeMapping;
  */
 export function nativeHandle(m: Mapping): NativeMapping {
   return handleOf(m);
+}
+
+/**
+ * Keeps `m` from being mremapped while `holder` holds it (a WriteTracker: a moved range loses
+ * its uffd registration). Returns the release function. Not exported from the package.
+ * @internal
+ */
+export function holdMapping(m: Mapping, holder: object): () => void {
+  const holders = holdersOf(m);
+  holders.add(holder);
+  return () => holders.delete(holder);
 }
 
 /** A protection string as PROT_* bits. */
@@ -117,10 +136,15 @@ export class Mapping implements Disposable {
   readonly #handle: NativeMapping;
   static {
     handleOf = (m) => m.#handle;
+    holdersOf = (m) => m.#holders;
   }
   #fd: number | undefined;
   readonly #ownsFd: boolean;
   readonly #offset: number;
+  // The file a borrowed descriptor named when mapped, to tell whether the number still does.
+  readonly #fileId: { dev: number; ino: number } | undefined;
+  // What must not see the mapping move (WriteTrackers); see holdMapping.
+  readonly #holders = new Set<object>();
 
   /** What backs this mapping. */
   readonly kind: MappingKind;
@@ -145,6 +169,10 @@ export class Mapping implements Disposable {
     this.#fd = fd;
     this.#ownsFd = ownsFd;
     this.#offset = offset;
+    if (fd !== undefined && !ownsFd) {
+      const st = fs.fstatSync(fd);
+      this.#fileId = { dev: st.dev, ino: st.ino };
+    }
     if (fd !== undefined && ownsFd) fdCloser.register(this, fd, this);
   }
 
@@ -152,17 +180,20 @@ export class Mapping implements Disposable {
   static anonymous(length: number, options?: AnonymousOptions): Mapping {
     const opts = toOptions(options);
     const len = toPageLength(length, native.pageSize());
-    const flags = MAP.PRIVATE | MAP.ANONYMOUS | (optBool(opts, 'populate', false) ? MAP.POPULATE : 0);
+    const flags = MAP.PRIVATE | MAP.ANONYMOUS | anonFlags(opts);
     const m = new Mapping(mmap(len, opts.prot, flags, -1, 0), 'anonymous', native.pageSize(), false, undefined, false, 0);
     if (opts.hugepage !== undefined) m.madvise(optBool(opts, 'hugepage', false) ? 'HUGEPAGE' : 'NOHUGEPAGE');
     return m;
   }
 
-  /** Shared anonymous memory, backed by shmem (the kselftests' "shmem"). */
+  /**
+   * Shared anonymous memory, backed by shmem (the kselftests' "shmem"). Its size is fixed:
+   * {@link mremap} can shrink it but not grow it (use {@link memfd} for memory that grows).
+   */
   static shared(length: number, options?: Omit<AnonymousOptions, 'hugepage'>): Mapping {
     const opts = toOptions(options);
     const len = toPageLength(length, native.pageSize());
-    const flags = MAP.SHARED | MAP.ANONYMOUS | (optBool(opts, 'populate', false) ? MAP.POPULATE : 0);
+    const flags = MAP.SHARED | MAP.ANONYMOUS | anonFlags(opts);
     return new Mapping(mmap(len, opts.prot, flags, -1, 0), 'shared', native.pageSize(), true, undefined, false, 0);
   }
 
@@ -206,6 +237,9 @@ export class Mapping implements Disposable {
   /**
    * A file mapping, from a path (opened and owned by the mapping) or a descriptor (borrowed: the
    * caller keeps it open as long as it needs {@link alias}, and closes it).
+   * @throws RangeError with code ERR_OUT_OF_RANGE when `length` from `offset` runs past the end
+   * of a regular file: a page wholly past the end raises SIGBUS when touched. Extend the file
+   * first (ftruncate). A file truncated later by someone else faults the same way.
    */
   static file(file: string | number, options?: FileOptions): Mapping {
     const opts = toOptions(options);
@@ -224,8 +258,11 @@ export class Mapping implements Disposable {
       throw invalidType('file must be a path or a file descriptor');
     }
     try {
-      const length = opts.length ?? fs.fstatSync(fd).size - offset;
+      const stat = fs.fstatSync(fd);
+      const length = opts.length ?? stat.size - offset;
       const len = toPageLength(length, native.pageSize(), true);
+      // Device files (st_size 0) map whatever the driver gives; only regular files have an end.
+      if (stat.isFile()) checkWithinFile(offset, len, stat.size);
       const handle = mmap(len, prot, shared ? MAP.SHARED : MAP.PRIVATE, fd, offset);
       return new Mapping(handle, 'file', native.pageSize(), shared, fd, owns, offset);
     } catch (err) {
@@ -276,6 +313,8 @@ export class Mapping implements Disposable {
    * An ArrayBuffer over the whole mapping (the same object until unmap or mremap). Touching a
    * page registered with a userfaultfd from the JS thread waits for that fault to be resolved:
    * only do it when another thread (a Worker, or the native event thread) serves the faults.
+   * @throws RangeError with code ERR_BUFFER_TOO_LARGE for a mapping longer than
+   * `buffer.constants.MAX_LENGTH` (4 GiB on Node 20): use {@link bytes} with a range there.
    */
   get buffer(): ArrayBuffer {
     const ab = this.#handle.buffer();
@@ -283,10 +322,17 @@ export class Mapping implements Disposable {
     return ab;
   }
 
-  /** A Uint8Array over the mapping, or over `range` of it. */
+  /**
+   * A Uint8Array over the mapping, or over `range` of it. When the mapping is too large for one
+   * ArrayBuffer (see {@link buffer}), the array's buffer covers just the range; unmap and mremap
+   * detach it like the whole-mapping buffer.
+   */
   bytes(range?: SubRange): Uint8Array {
     const { offset, length } = this.#sub(range, 1);
-    return new Uint8Array(this.buffer, offset, length);
+    if (this.length <= bufferConstants.MAX_LENGTH) return new Uint8Array(this.buffer, offset, length);
+    const view = this.#handle.view(offset, length);
+    bufferOwners.set(view, this.#handle);
+    return new Uint8Array(view);
   }
 
   /** Apply madvise(2) advice to the whole mapping, or to `range` of it. */
@@ -305,13 +351,46 @@ export class Mapping implements Disposable {
 
   /**
    * Grow or shrink the mapping (mremap(2)). The address may change unless `mayMove` is false;
-   * the old ArrayBuffer is detached either way. Returns the new address.
-   * @throws Error with code ERR_UFFD_MAPPING_BUSY while a {@link testing} job's threads use it.
+   * the old ArrayBuffer and every {@link bytes} view are detached either way. Returns the new
+   * address. Growing never hands out pages that would raise SIGBUS: a memfd mapping grows its
+   * memfd (ftruncate) first; a shared anonymous mapping cannot grow (its shmem object has a
+   * fixed size); a file mapping may grow only within the file.
+   * @throws Error with code ERR_UFFD_MAPPING_BUSY while a {@link testing} job's threads use it,
+   * or while a {@link WriteTracker} tracks it (close the tracker first: a moved range would lose
+   * its write-protection, and the tracker would report nothing, silently).
+   * @throws Error with code ERR_UFFD_CANNOT_GROW for a shared anonymous mapping grown, and
+   * RangeError with code ERR_OUT_OF_RANGE for a file mapping grown past the end of its file.
    */
   mremap(newLength: number, options?: { mayMove?: boolean }): bigint {
     const opts = toOptions(options);
     const len = toPageLength(newLength, this.pageSize);
-    return this.#handle.mremap(len, optBool(opts, 'mayMove', true));
+    const mayMove = optBool(opts, 'mayMove', true);
+    if (this.#holders.size > 0) {
+      throw Object.assign(new Error('a WriteTracker tracks this mapping: close it before mremap (the moved range would lose its write-protection)'), {
+        code: 'ERR_UFFD_MAPPING_BUSY',
+      });
+    }
+    if (len > this.length && this.#fd !== undefined) this.#growFile(len);
+    return this.#handle.mremap(len, mayMove);
+  }
+
+  // Makes the file behind a growing mapping long enough for every new page: past its end a
+  // page raises SIGBUS. The memfd is ours to extend; any other file is the caller's.
+  #growFile(len: number): void {
+    const fd = this.#fd as number;
+    const stat = fs.fstatSync(fd);
+    if (!this.#ownsFd && (stat.dev !== this.#fileId?.dev || stat.ino !== this.#fileId?.ino)) {
+      throw Object.assign(new Error(`descriptor ${fd} no longer refers to the mapped file, so its size cannot be checked: the mapping cannot grow`), {
+        code: 'ERR_UFFD_CANNOT_GROW',
+      });
+    }
+    if (!stat.isFile()) return;
+    const needed = this.#offset + len;
+    if (this.kind === 'memfd' || (this.kind === 'hugetlb' && this.#ownsFd)) {
+      if (stat.size < needed) fs.ftruncateSync(fd, needed);
+      return;
+    }
+    checkWithinFile(this.#offset, len, stat.size);
   }
 
   /**
@@ -350,6 +429,19 @@ function toPageLength(length: unknown, unit: number, roundUp = false): number {
   if (roundUp) len = Math.ceil(len / unit) * unit;
   if (len % unit !== 0) throw outOfRange(`length ${len} must be a multiple of the page size ${unit}`);
   return len;
+}
+
+function anonFlags(opts: AnonymousOptions): number {
+  return (optBool(opts, 'populate', false) ? MAP.POPULATE : 0) | (optBool(opts, 'noreserve', false) ? MAP.NORESERVE : 0);
+}
+
+// Refuses a file mapping whose last page lies wholly past the end of the file: touching such a
+// page raises SIGBUS. (A partial last page is fine: its tail reads as zeros.)
+function checkWithinFile(offset: number, length: number, size: number): void {
+  const page = native.pageSize();
+  if (offset + length > Math.ceil(size / page) * page) {
+    throw outOfRange(`length ${length} from offset ${offset} runs past the end of the file (${size} bytes): pages there would raise SIGBUS; extend the file first`);
+  }
 }
 
 function mmap(length: number, prot: Protection | undefined, flags: number, fd: number, offset: number): NativeMapping {

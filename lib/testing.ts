@@ -50,6 +50,10 @@ export interface TouchThreadResult {
 /**
  * Touch `length` bytes at `address` from native threads; resolves with one result per thread
  * once all have finished. A touch of a registered page waits until its fault is resolved.
+ * @throws Error with code ERR_UFFD_UNMAPPED when part of the range is not mapped with the
+ * access the mode needs (read, or write), or when the Mapping was unmapped before the threads
+ * start (an option getter can do that); RangeError ERR_OUT_OF_RANGE when it moved or shrank.
+ * A raw address must stay mapped until the promise settles: that is the caller's care.
  */
 export function touch(address: Address | { address: Address; length: number }, lengthOrOptions?: number | TouchOptions, options?: TouchOptions): Promise<TouchThreadResult[]> {
   let addr: bigint;
@@ -66,8 +70,9 @@ export function touch(address: Address | { address: Address; length: number }, l
   }
   const o = toOptions(opts);
   if (o.mode !== undefined && !['read', 'write', 'increment'].includes(o.mode)) throw invalidType(`unknown mode ${String(o.mode)}`);
-  // The threads touch raw memory: the native side keeps a Mapping passed in mapped until they
-  // end, through garbage collection and a Worker's termination alike (not through unmap()).
+  // The threads touch raw memory: the native side pins a Mapping passed in before it reads any
+  // option, and keeps it mapped until they end, through garbage collection, a Worker's
+  // termination and unmap() alike.
   return native.testing.touch(addr, length, o, pin(address));
 }
 

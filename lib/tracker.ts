@@ -12,7 +12,7 @@
 import { native } from './binding';
 import { FEATURES, PAGE_CATEGORIES, PM_SCAN_CHECK_WPASYNC, PM_SCAN_WP_MATCHING } from './constants';
 import { UnsupportedError, invalidType, outOfRange } from './errors';
-import { Mapping } from './mapping';
+import { Mapping, holdMapping } from './mapping';
 import { ownPagemap, pagemapSupport, type ScanPlan } from './pagemap';
 import { PageRegions, REGION_WORDS, type BufferOwner } from './regions';
 import { Userfaultfd, availableFeatureBits } from './userfaultfd';
@@ -63,6 +63,8 @@ function closedError(): Error {
  * {@link WriteTracker.written}. Works on private and shared anonymous memory, memfd/shmem,
  * hugetlb (in huge pages) and file mappings. Owns a userfaultfd (WP_ASYNC + WP_UNPOPULATED): call
  * {@link WriteTracker.close} (or `using`) to stop tracking; the memory stays mapped and writable.
+ * While a tracker is open, its Mapping refuses {@link Mapping.mremap} (`ERR_UFFD_MAPPING_BUSY`):
+ * the kernel drops the registration of a remapped range, which would leave the tracker blind.
  *
  * @example
  * using mem = Mapping.anonymous(64 * 4096);
@@ -79,6 +81,8 @@ export class WriteTracker implements Disposable {
   readonly #target: Mapping | Range;
   #vec: BigUint64Array;
   #closed = false;
+  // Ends the hold that refuses mremap of a tracked Mapping (see close()).
+  #release: (() => void) | undefined;
   /** First tracked byte. */
   readonly address: bigint;
   /** Tracked bytes. */
@@ -127,6 +131,10 @@ export class WriteTracker implements Disposable {
       this.#uffd.close();
       throw err;
     }
+    // mremap moves (or resizes) the VMA without this uffd's registration (no EVENT_REMAP): the
+    // tracker would then report nothing, with no error. So a tracked Mapping refuses mremap
+    // until close(). A raw range is the caller's to keep in place.
+    if (target instanceof Mapping) this.#release = holdMapping(target, this);
     const end = range.address + BigInt(range.length);
     const base = { start: range.address, end, mask: WRITTEN, anyOf: 0n, inverted: 0n, returnMask: WRITTEN, maxPages: 0n };
     this.#plan = { ...base, flags: PM_SCAN_CHECK_WPASYNC, maxRegions: 0 };
@@ -191,6 +199,7 @@ export class WriteTracker implements Disposable {
     this.#closed = true;
     this.#owner.generation++;
     this.#uffd.close();
+    this.#release?.();
   }
 
   /** Same as {@link close}, for `using` declarations. */

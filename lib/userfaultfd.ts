@@ -23,6 +23,7 @@ import {
 } from './constants';
 import { UffdError, UnsupportedError, invalidType, invalidValue, outOfRange } from './errors';
 import { checkAligned, oneOf, optBool, toAddress, toLength, toOptions, toRange, type Address, type Range } from './validate';
+import { checkUserfaultfd } from './fdcheck';
 
 /** How the descriptor is created: userfaultfd(2), or /dev/userfaultfd's USERFAULTFD_IOC_NEW (Linux >= 6.1). */
 export type OpenVia = 'syscall' | 'device';
@@ -244,15 +245,26 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
    * object owns its own and close() closes only that: the number can never go stale under it.
    * `{ dup: false }` takes ownership of `fd` itself (a FORK event's descriptor).
    * `features` should repeat what the opener negotiated (`uffd.features`), so that events decode
-   * the thread id.
+   * the thread id. The descriptor is made O_NONBLOCK (for the whole open file).
+   * @throws TypeError with code ERR_UFFD_NOT_USERFAULTFD if `fd` is not a userfaultfd
+   * (`/proc/self/fd/N` must read `anon_inode:[userfaultfd]`); with `dup: false` it stays open.
    */
   static fromFd(fd: number, options?: { features?: readonly FeatureName[] | FeatureSet; dup?: boolean; userModeOnly?: boolean }): Userfaultfd {
     const opts = toOptions(options);
     if (!Number.isInteger(fd) || fd < 0) throw invalidType('fd must be a file descriptor number');
     const given = opts.features ?? [];
     const names = Array.isArray(given) ? (given as FeatureName[]) : FEATURE_NAMES.filter((n) => (given as FeatureSet)[n]);
-    const own = optBool(opts, 'dup', true) ? native.dupFd(fd) : fd;
-    const handle = new native.UffdHandle(own, true);
+    checkUserfaultfd(fd);
+    const dup = optBool(opts, 'dup', true);
+    const own = dup ? native.dupFd(fd) : fd;
+    let handle: NativeUffd;
+    try {
+      // Checks again, and makes the descriptor O_NONBLOCK (the event thread needs that).
+      handle = new native.UffdHandle(own, true);
+    } catch (err) {
+      if (dup) native.closeFd(own);
+      throw err;
+    }
     // Every handshake answers API | REGISTER | UNREGISTER.
     const ioctlBits = (1n << BigInt(IOCTLS.API)) | (1n << BigInt(IOCTLS.REGISTER)) | (1n << BigInt(IOCTLS.UNREGISTER));
     return new Userfaultfd(handle, { featureBits: bitsOf(FEATURES, names), ioctlBits }, 'fd', optBool(opts, 'userModeOnly', true));

@@ -14,6 +14,8 @@ import type { FeatureName } from './constants';
 /** What a Worker needs to serve a Userfaultfd: structured-clonable, pass it in `workerData`. */
 export interface SharedUffd {
   fd: number;
+  /** Which duplicate this is: `fd` alone may name another file once the duplicate is gone. */
+  token: number;
   features: FeatureName[];
   userModeOnly: boolean;
 }
@@ -23,11 +25,19 @@ export interface SharedUffd {
  * descriptor is duplicated now, so the owner may close `uffd` at any time without the number the
  * Worker receives going stale. The duplicate belongs to the recipient: pass the object to exactly
  * one Worker, which adopts it with {@link openShared}, or give it back with {@link closeShared}.
+ *
+ * The process keeps a table of these duplicates (one for all threads), and each is taken out of
+ * it exactly once, by the first openShared or closeShared: a second one, or one given an object
+ * that shareUffd did not make, throws `ERR_UFFD_NOT_SHARED` and touches no descriptor. (A bare
+ * descriptor number cannot tell: once closed, it names whatever file the process opens next.)
  */
 export function shareUffd(uffd: Userfaultfd): SharedUffd {
+  if (!(uffd instanceof Userfaultfd)) throw invalidType('uffd must be a Userfaultfd');
   if (uffd.closed) throw invalidType('cannot share a closed userfaultfd');
+  const { fd, token } = native.shareFd(uffd.fd);
   return {
-    fd: native.dupFd(uffd.fd),
+    fd,
+    token,
     features: (Object.keys(uffd.features) as FeatureName[]).filter((n) => uffd.features[n]),
     userModeOnly: uffd.userModeOnly,
   };
@@ -35,18 +45,34 @@ export function shareUffd(uffd: Userfaultfd): SharedUffd {
 
 /**
  * In the Worker: adopt the descriptor {@link shareUffd} duplicated, as a Userfaultfd of its own.
- * Close it when done.
+ * Close it when done. Once only: see {@link shareUffd}.
+ * @throws Error with code ERR_UFFD_NOT_SHARED if the descriptor was already adopted or given back.
  */
 export function openShared(shared: SharedUffd): Userfaultfd {
-  if (typeof shared !== 'object' || shared === null || typeof shared.fd !== 'number') {
-    throw invalidType('expected the object shareUffd() returned');
+  checkShared(shared);
+  native.takeSharedFd(shared.fd, shared.token, false);
+  try {
+    return Userfaultfd.fromFd(shared.fd, { features: shared.features, userModeOnly: shared.userModeOnly, dup: false });
+  } catch (err) {
+    native.closeFd(shared.fd); // ours now, and nobody else can take it
+    throw err;
   }
-  return Userfaultfd.fromFd(shared.fd, { features: shared.features, userModeOnly: shared.userModeOnly, dup: false });
 }
 
-/** Give back a {@link shareUffd} descriptor that no Worker adopted. */
+/**
+ * Give back a {@link shareUffd} descriptor that no Worker adopted: it is closed. Once only.
+ * @throws Error with code ERR_UFFD_NOT_SHARED if it was already adopted or given back (no
+ * descriptor is closed then).
+ */
 export function closeShared(shared: SharedUffd): void {
-  native.closeFd(shared.fd);
+  checkShared(shared);
+  native.takeSharedFd(shared.fd, shared.token, true);
+}
+
+function checkShared(shared: SharedUffd): void {
+  if (typeof shared !== 'object' || shared === null || !Number.isInteger(shared.fd) || typeof shared.token !== 'number') {
+    throw invalidType(`shared must be the object shareUffd() returned, got ${shared === null ? 'null' : typeof shared}`);
+  }
 }
 
 /** Options of {@link serveFaults}. */

@@ -3,6 +3,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <string>
 
@@ -18,6 +20,13 @@ static void CheckReceiver(const Napi::CallbackInfo& info) {
     ThrowTypeError(info.Env(), "receiver is not a Mapping handle");
   }
 }
+
+// The largest ArrayBuffer the runtime can make (buffer.constants.MAX_LENGTH, which the TS layer
+// passes in at load). It must be checked before asking: on Node 20, napi_create_external_
+// arraybuffer past it runs our finalizer itself and then fails, and node-addon-api frees the
+// finalizer's data a second time (free(): double free, an abort). The default is Node 20's 4 GiB,
+// the smallest of the supported versions. Process-wide: every environment runs the same Node.
+static std::atomic<uint64_t> g_buffer_limit{uint64_t{1} << 32};
 
 void Region::Unmap(Napi::Env env) {
   if (!mapped) return;
@@ -100,6 +109,7 @@ MappingHandle::MappingHandle(const Napi::CallbackInfo& info)
   region_->addr = static_cast<uint8_t*>(addr);
   region_->length = length;
   region_->mapped = true;
+  region_->fixed_object = (flags & MAP_SHARED) && (flags & MAP_ANONYMOUS);
   Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(length));
   info.This().As<Napi::Object>().TypeTag(&kMappingTag);
 }
@@ -135,6 +145,28 @@ Napi::Value MappingHandle::GetMapped(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), region_ && region_->mapped);
 }
 
+Napi::ArrayBuffer MappingHandle::External(Napi::Env env, uint8_t* addr, size_t len) {
+  uint64_t limit = g_buffer_limit.load(std::memory_order_relaxed);
+  if (len > limit) {
+    Napi::RangeError error = Napi::RangeError::New(
+        env,
+        "cannot make an ArrayBuffer of " + std::to_string(len) +
+            " bytes: this Node.js allows at most " + std::to_string(limit) +
+            " (buffer.constants.MAX_LENGTH); take views of ranges with bytes({ offset, length })");
+    error.Set("code", Napi::String::New(env, "ERR_BUFFER_TOO_LARGE"));
+    throw error;
+  }
+  // The buffer co-owns the region: its finalizer drops that share.
+  auto* share = new std::shared_ptr<Region>(region_);
+  return Napi::ArrayBuffer::New(
+      env, addr, len,
+      [](Napi::Env env, void*, std::shared_ptr<Region>* hint) {
+        DropRegion(env, *hint);
+        delete hint;
+      },
+      share);
+}
+
 // The ArrayBuffer over the whole mapping; the same object until unmap() or mremap() replace it.
 Napi::Value MappingHandle::Buffer(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
@@ -144,20 +176,46 @@ Napi::Value MappingHandle::Buffer(const Napi::CallbackInfo& info) {
     Napi::ArrayBuffer existing = buffer_.Value();
     if (!existing.IsEmpty() && !existing.IsDetached()) return existing;
   }
-  // The buffer co-owns the region: its finalizer drops that share.
-  auto* share = new std::shared_ptr<Region>(region_);
-  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
-      env, r.addr, r.length,
-      [](Napi::Env env, void*, std::shared_ptr<Region>* hint) {
-        DropRegion(env, *hint);
-        delete hint;
-      },
-      share);
+  Napi::ArrayBuffer ab = External(env, r.addr, r.length);
   buffer_ = Napi::Weak(ab);
   return ab;
 }
 
+// view(offset, length): a new ArrayBuffer over just that byte range, for mappings too large for
+// one buffer. Detached by unmap() and mremap() like the whole-mapping buffer.
+Napi::Value MappingHandle::View(const Napi::CallbackInfo& info) {
+  CheckReceiver(info);
+  Napi::Env env = info.Env();
+  Region& r = LiveRegion(env);
+  uint64_t offset = ArgLength(info, 0, "offset");
+  uint64_t length = ArgLength(info, 1, "length");
+  if (offset > r.length || length > r.length - offset) {
+    ThrowRangeError(env, "range [" + std::to_string(offset) + ", +" + std::to_string(length) +
+                             ") lies outside the mapping of " + std::to_string(r.length) +
+                             " bytes");
+  }
+  if (length == 0) return Napi::ArrayBuffer::New(env, 0);  // nothing to keep safe
+  Napi::ArrayBuffer ab = External(env, r.addr + offset, length);
+  if (views_.size() >= prune_at_) {
+    std::vector<Napi::Reference<Napi::ArrayBuffer>> live;
+    for (auto& ref : views_) {
+      Napi::ArrayBuffer v = ref.Value();
+      if (!v.IsEmpty() && !v.IsDetached()) live.push_back(std::move(ref));
+    }
+    views_ = std::move(live);
+    prune_at_ = std::max<size_t>(16, views_.size() * 2);
+  }
+  views_.push_back(Napi::Weak(ab));
+  return ab;
+}
+
 void MappingHandle::DetachBuffer(Napi::Env env) {
+  for (auto& ref : views_) {
+    Napi::ArrayBuffer v = ref.Value();
+    if (!v.IsEmpty() && !v.IsDetached()) v.Detach();
+  }
+  views_.clear();
+  prune_at_ = 16;
   if (buffer_.IsEmpty()) return;
   Napi::ArrayBuffer ab = buffer_.Value();
   if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
@@ -232,6 +290,13 @@ Napi::Value MappingHandle::Mremap(const Napi::CallbackInfo& info) {
   if (new_length == 0 || new_length % PageSize() != 0) {
     ThrowRangeError(env, "newLength must be a positive multiple of the page size");
   }
+  if (r.fixed_object && new_length > r.length) {
+    ThrowCodedError(env, "ERR_UFFD_CANNOT_GROW",
+                    "a shared anonymous mapping cannot grow: its shmem object keeps its size of " +
+                        std::to_string(r.length) +
+                        " bytes, and pages past it would raise SIGBUS (use Mapping.memfd, whose "
+                        "file mremap grows)");
+  }
   void* addr = mremap(r.addr, r.length, new_length, may_move ? MREMAP_MAYMOVE : 0);
   if (addr == MAP_FAILED) ThrowSysError(env, {errno, "mremap"});
   DetachBuffer(env);
@@ -252,6 +317,7 @@ Napi::Function MappingHandle::DefineClass(Napi::Env env) {
           InstanceAccessor<&MappingHandle::GetLength>("length"),
           InstanceAccessor<&MappingHandle::GetMapped>("mapped"),
           InstanceMethod<&MappingHandle::Buffer>("buffer"),
+          InstanceMethod<&MappingHandle::View>("view"),
           InstanceMethod<&MappingHandle::Unmap>("unmap"),
           InstanceMethod<&MappingHandle::Madvise>("madvise"),
           InstanceMethod<&MappingHandle::Mprotect>("mprotect"),
@@ -263,4 +329,11 @@ void InitMapping(Napi::Env env, Napi::Object exports, AddonData& data) {
   Napi::Function ctor = MappingHandle::DefineClass(env);
   data.mapping_ctor = Napi::Persistent(ctor);
   exports.Set("MappingHandle", ctor);
+  exports.Set("setBufferLimit", Napi::Function::New(
+                                    env,
+                                    [](const Napi::CallbackInfo& info) {
+                                      g_buffer_limit.store(ArgLength(info, 0, "limit"),
+                                                           std::memory_order_relaxed);
+                                    },
+                                    "setBufferLimit"));
 }

@@ -4,6 +4,7 @@
 // Whoever is last to go (explicit unmap() aside) unmaps, so a Uint8Array that outlives its
 // Mapping object never points at freed memory. An explicit unmap() detaches the current
 // ArrayBuffer first, so later access through it throws instead of touching unmapped memory.
+// The same holds for every range view (view()) handed out: unmap and mremap detach them all.
 #pragma once
 
 #include <napi.h>
@@ -12,11 +13,15 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 struct Region {
   uint8_t* addr = nullptr;
   size_t length = 0;
   bool mapped = false;  // as JS sees it (JS thread only)
+  // MAP_SHARED | MAP_ANONYMOUS: the shmem object behind it has the size the mapping was made
+  // with, and nothing can resize it, so growing the mapping would hand out pages that SIGBUS.
+  bool fixed_object = false;
 
   // Native jobs using the memory (testing.touch, forkTouch, madvise). While any runs, an explicit
   // unmap() hides the memory from JS at once but leaves the munmap to the last job to end, so a
@@ -61,6 +66,9 @@ class MappingHandle : public Napi::ObjectWrap<MappingHandle> {
 
  private:
   Region& LiveRegion(Napi::Env env);  // throws ERR_UFFD_UNMAPPED once unmapped
+  // An external ArrayBuffer over [addr, addr + len) of the region, co-owning it.
+  Napi::ArrayBuffer External(Napi::Env env, uint8_t* addr, size_t len);
+  // Detaches the whole-mapping buffer and every view: before munmap and mremap.
   void DetachBuffer(Napi::Env env);
   // Resolves (offset, length) arguments at i, i+1 to an absolute page-aligned subrange.
   void SubRange(const Napi::CallbackInfo& info, size_t i, uint8_t** start, size_t* len);
@@ -69,6 +77,7 @@ class MappingHandle : public Napi::ObjectWrap<MappingHandle> {
   Napi::Value GetLength(const Napi::CallbackInfo& info);
   Napi::Value GetMapped(const Napi::CallbackInfo& info);
   Napi::Value Buffer(const Napi::CallbackInfo& info);
+  Napi::Value View(const Napi::CallbackInfo& info);
   Napi::Value Unmap(const Napi::CallbackInfo& info);
   Napi::Value Madvise(const Napi::CallbackInfo& info);
   Napi::Value Mprotect(const Napi::CallbackInfo& info);
@@ -76,6 +85,10 @@ class MappingHandle : public Napi::ObjectWrap<MappingHandle> {
 
   std::shared_ptr<Region> region_;
   Napi::Reference<Napi::ArrayBuffer> buffer_;  // weak: the GC decides the buffer's life
+  // Weak references to the range views handed out, so that unmap can detach each one. Entries
+  // whose buffer was collected are pruned as the list grows (prune_at_).
+  std::vector<Napi::Reference<Napi::ArrayBuffer>> views_;
+  size_t prune_at_ = 16;
 };
 
 // Drops one owner's reference on the JS thread; the last owner of a still-mapped region unmaps it.

@@ -4,6 +4,7 @@
 // touch(address, length, options) -> Promise<ThreadResult[]>. A coordinator std::thread starts
 // the touching threads, joins them, and settles the promise through a thread-safe function; the
 // libuv thread pool is not used, so a JS handler that itself needs the pool cannot starve it.
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -12,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -41,10 +43,8 @@ class OffThreadJob {
   using Work = std::function<void()>;
   using Settle = std::function<void(Napi::Env, Napi::Promise::Deferred&)>;
 
-  static Napi::Promise Start(Napi::Env env, const char* name, std::shared_ptr<Region> region,
+  static Napi::Promise Start(Napi::Env env, const char* name, std::unique_ptr<RegionUse> keep,
                              Work work, Settle settle) {
-    std::unique_ptr<RegionUse> keep;
-    if (region) keep = std::make_unique<RegionUse>(std::move(region));
     auto* job = new OffThreadJob(env, std::move(keep), std::move(work), std::move(settle));
     Napi::Promise promise = job->deferred_.Promise();
     job->tsfn_ = Tsfn::New(env, name, 0, 1, job);
@@ -105,6 +105,70 @@ class OffThreadJob {
   bool called_ = false;     // the thread has queued its call (under mutex_)
   bool abandoned_ = false;  // the environment went away first (under mutex_)
 };
+
+// The Mapping a job was given, pinned (RegionUse) before anything else is read: an option getter
+// can run JS that unmaps the Mapping, and the pin turns that munmap into one deferred to the end
+// of the pin, so what Check() finds is still true when the threads start. Dropped on the JS
+// thread if the call throws before the job takes it over.
+class Pin {
+ public:
+  Pin(Napi::Env env, const Napi::Value& mapping) : env_(env) {
+    std::shared_ptr<Region> region = MappingHandle::RegionOf(mapping);
+    if (region) use_ = std::make_unique<RegionUse>(region);
+    region_ = std::move(region);
+  }
+  ~Pin() {
+    if (use_) use_->Drop(env_);
+  }
+  Pin(const Pin&) = delete;
+  Pin& operator=(const Pin&) = delete;
+
+  // Throws unless [address, address + length) is memory of the pinned Mapping as JS sees it now
+  // (not unmapped, moved or shrunk meanwhile, e.g. by an option getter). No-op without a Mapping.
+  void Check(uint64_t address, uint64_t length, const char* what) const {
+    if (!region_) return;
+    if (!region_->mapped) {
+      ThrowCodedError(env_, "ERR_UFFD_UNMAPPED",
+                      std::string(what) + ": the mapping was unmapped before the job started");
+    }
+    auto start = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(region_->addr));
+    if (address < start || address - start > region_->length ||
+        length > region_->length - (address - start)) {
+      ThrowRangeError(env_, std::string(what) +
+                                ": the range lies outside the mapping (was it moved or shrunk?)");
+    }
+  }
+  std::unique_ptr<RegionUse> Take() { return std::move(use_); }
+
+ private:
+  Napi::Env env_;
+  std::shared_ptr<Region> region_;
+  std::unique_ptr<RegionUse> use_;
+};
+
+// Whether every byte of [start, start + len) lies in a mapping of this process that allows the
+// access (read, or write too), by /proc/self/maps. Touching anything else raises SIGSEGV or
+// SIGBUS in a touching thread, which ends the whole process. (A raw range can still be unmapped
+// after this check: keeping it mapped is the caller's care, as the README says.)
+bool Accessible(uint64_t start, uint64_t len, bool write) {
+  FILE* maps = std::fopen("/proc/self/maps", "re");
+  if (maps == nullptr) return true;  // no /proc: nothing to check against; the caller's care
+  uint64_t at = start;
+  const uint64_t end = start + len;
+  char line[8192];
+  while (at < end && std::fgets(line, sizeof line, maps) != nullptr) {
+    unsigned long lo = 0, hi = 0;  // NOLINT(runtime/int): the format's type
+    char perms[8] = {};
+    if (std::sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3) continue;
+    // Lines come sorted by address: a gap before `at` is covered means an unmapped hole.
+    if (hi <= at) continue;
+    if (lo > at) break;
+    if (perms[0] != 'r' || (write && perms[1] != 'w')) break;
+    at = hi;
+  }
+  std::fclose(maps);
+  return at >= end;
+}
 
 enum class TouchMode { kRead, kWrite, kIncrement };
 
@@ -211,6 +275,7 @@ TouchMode OptMode(Napi::Object opts) {
 //                          recordLatency }, mapping?: MappingHandle to keep mapped meanwhile)
 Napi::Value Touch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Pin pin(env, info[3]);
   uint64_t address = ArgAddress(info, 0, "address");
   uint64_t length = ArgLength(info, 1, "length");
   Napi::Object opts = info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
@@ -236,10 +301,18 @@ Napi::Value Touch(const Napi::CallbackInfo& info) {
   if (spec.offset % 8 != 0 || spec.offset + 8 > spec.stride) {
     ThrowRangeError(env, "option offset must be a multiple of 8 inside the stride");
   }
+  // Last, after every option getter has run.
+  pin.Check(address, length, "touch");
+  if (!Accessible(address, length, spec.mode != TouchMode::kRead)) {
+    ThrowCodedError(env, "ERR_UFFD_UNMAPPED",
+                    std::string("touch: part of the range is not mapped ") +
+                        (spec.mode == TouchMode::kRead ? "readable" : "writable") +
+                        " memory, and a touch there would crash the process");
+  }
 
   auto results = std::make_shared<std::vector<ThreadResult>>(spec.threads);
   return OffThreadJob::Start(
-      env, "userfaultfd.touch", MappingHandle::RegionOf(info[3]),
+      env, "userfaultfd.touch", pin.Take(),
       [spec, results] {
         std::vector<std::thread> threads;
         for (uint32_t i = 0; i < spec.threads; i++) {
@@ -298,6 +371,7 @@ struct ForkSpec {
 // thread waits until the event is read, and that must never be the JS thread.
 Napi::Value ForkTouch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Pin pin(env, info[3]);
   uint64_t address = ArgAddress(info, 0, "address");
   uint64_t length = ArgLength(info, 1, "length");
   Napi::Object opts = info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
@@ -313,6 +387,7 @@ Napi::Value ForkTouch(const Napi::CallbackInfo& info) {
     ThrowRangeError(env, "option stride must be a multiple of 8");
   }
   CheckRange(env, address, length, PageSize(), "forkTouch");
+  pin.Check(address, length, "forkTouch");
 
   struct Outcome {
     int status = 0;  // exit status, or -1
@@ -321,7 +396,7 @@ Napi::Value ForkTouch(const Napi::CallbackInfo& info) {
   };
   auto out = std::make_shared<Outcome>();
   return OffThreadJob::Start(
-      env, "userfaultfd.forkTouch", MappingHandle::RegionOf(info[3]),
+      env, "userfaultfd.forkTouch", pin.Take(),
       [spec, out] {
         pid_t pid = fork();
         if (pid == 0) ChildMain(spec);
@@ -358,15 +433,18 @@ Napi::Value ForkTouch(const Napi::CallbackInfo& info) {
 // madvise(address, length, advice, mapping?) -> Promise<void>
 Napi::Value MadviseOffThread(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Pin pin(env, info[3]);
   uint64_t address = ArgAddress(info, 0, "address");
   uint64_t length = ArgLength(info, 1, "length");
   uint64_t advice = ArgBits(info, 2, "advice");
   CheckRange(env, address, length, PageSize(), "madvise");
   if (advice > 0xffff) ThrowRangeError(env, "advice is out of range");
+  // madvise(DONTNEED) of memory a new mapping reused would drop someone else's pages.
+  pin.Check(address, length, "madvise");
   auto* addr = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(address));
   auto err = std::make_shared<int>(0);
   return OffThreadJob::Start(
-      env, "userfaultfd.madvise", MappingHandle::RegionOf(info[3]),
+      env, "userfaultfd.madvise", pin.Take(),
       [addr, length, advice, err] {
         if (madvise(addr, length, static_cast<int>(advice)) != 0) *err = errno;
       },
@@ -379,6 +457,20 @@ Napi::Value MadviseOffThread(const Napi::CallbackInfo& info) {
       });
 }
 
+// nonblocking(fd, on?) -> whether O_NONBLOCK is set, after setting or clearing it if `on` is a
+// boolean. For tests of adopted descriptors: JS has no fcntl to make a blocking uffd with.
+Napi::Value Nonblocking(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "fd");
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) ThrowSysError(env, {errno, "fcntl"});
+  if (info[1].IsBoolean()) {
+    flags = info[1].As<Napi::Boolean>().Value() ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+    if (fcntl(fd, F_SETFL, flags) != 0) ThrowSysError(env, {errno, "fcntl"});
+  }
+  return Napi::Boolean::New(env, (flags & O_NONBLOCK) != 0);
+}
+
 }  // namespace
 
 void InitTesting(Napi::Env env, Napi::Object exports) {
@@ -386,5 +478,6 @@ void InitTesting(Napi::Env env, Napi::Object exports) {
   testing.Set("touch", Napi::Function::New(env, Touch, "touch"));
   testing.Set("forkTouch", Napi::Function::New(env, ForkTouch, "forkTouch"));
   testing.Set("madvise", Napi::Function::New(env, MadviseOffThread, "madvise"));
+  testing.Set("nonblocking", Napi::Function::New(env, Nonblocking, "nonblocking"));
   exports.Set("testing", testing);
 }

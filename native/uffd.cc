@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <new>
 #include <string>
 
@@ -33,8 +34,39 @@ UffdHandle* UffdHandle::Of(const Napi::Value& v) {
   return Unwrap(v.As<Napi::Object>());
 }
 
+// A handle adopts only a real userfaultfd, made non-blocking. On any other file the event thread
+// would read the file's bytes as uffd_msg: fake FORK events that adopt and close random
+// descriptor numbers, in a loop. And a blocking uffd polls as POLLERR at once: readEvents()
+// would then sleep in read(2) past its timeout (forever if no fault comes), and the event thread
+// takes POLLERR for the end of the uffd. (libuv's uv_poll_init happens to set O_NONBLOCK, but
+// only when the JS loop's reader starts.) Throws (touching nothing) otherwise.
+static void AdoptUserfaultfd(Napi::Env env, int fd) {
+  std::string link = "/proc/self/fd/" + std::to_string(fd);
+  char target[64] = {};
+  ssize_t n = readlink(link.c_str(), target, sizeof target - 1);
+  if (n < 0 && fcntl(fd, F_GETFD) < 0) ThrowSysError(env, {errno, "fcntl"});  // EBADF
+  static const char kUffd[] = "anon_inode:[userfaultfd]";
+  if (n != static_cast<ssize_t>(sizeof kUffd - 1) || std::memcmp(target, kUffd, n) != 0) {
+    Napi::TypeError error = Napi::TypeError::New(
+        env,
+        "fd " + std::to_string(fd) + " is not a userfaultfd (" +
+            (n < 0 ? std::string("readlink ") + link + " failed" : "it is " + std::string(target)) +
+            ")");
+    error.Set("code", Napi::String::New(env, "ERR_UFFD_NOT_USERFAULTFD"));
+    error.Set("fd", Napi::Number::New(env, fd));
+    throw error;
+  }
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) ThrowSysError(env, {errno, "fcntl"});
+  if (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    ThrowSysError(env, {errno, "fcntl"});
+  }
+}
+
 UffdHandle::UffdHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UffdHandle>(info) {
-  fd_ = ArgFd(info, 0, "fd");
+  int fd = ArgFd(info, 0, "fd");
+  AdoptUserfaultfd(info.Env(), fd);
+  fd_ = fd;
   owns_fd_ = info.Length() < 2 || info[1].ToBoolean().Value();
   info.This().As<Napi::Object>().TypeTag(&kUffdTag);
 }

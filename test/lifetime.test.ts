@@ -875,4 +875,47 @@ describe('lifetime: memory that native threads use after the call that gave it r
     `);
     expect(out).to.deep.equal({ busy: 'ERR_UFFD_MAPPING_BUSY', hidden: true, heldWhileTouching: true, unmappedAfter: true, touched: true });
   });
+
+  it('testing.touch refuses memory that is not there: unmapped, PROT_NONE, or a Mapping an option getter unmapped or shrank', () => {
+    // Each of these used to start threads on the memory anyway: SIGSEGV for the whole process.
+    // The Mapping is now pinned before any option is read, and checked after the last one.
+    const out = gcChildJson<Record<string, string>>(`
+      (async () => {
+        const page = uffd.pageSize();
+        const { touch, forkTouch } = uffd.testing;
+        const code = async (f) => { try { await f(); return 'none'; } catch (e) { return e.code; } };
+        const out = {};
+        out.neverMapped = await code(() => touch(4096n, page)); // below mmap_min_addr: never mapped
+        const guard = uffd.Mapping.anonymous(3 * page);
+        guard.mprotect('', { offset: page, length: page });
+        out.protNone = await code(() => touch(guard.address, 3 * page));
+        guard.mprotect('r', { offset: page, length: page });
+        out.readOnlyRead = await code(() => touch(guard.address, 3 * page));
+        out.readOnlyWrite = await code(() => touch(guard.address, 3 * page, { mode: 'write' }));
+        const a = uffd.Mapping.anonymous(4 * page);
+        out.getterUnmaps = await code(() => touch(a, { get threads() { a.unmap(); return 2; } }));
+        out.unmappedAfter = String(a.mapped);
+        const b = uffd.Mapping.anonymous(64 * page);
+        let once = true;
+        // Read by the TS layer first (before the native call pins the Mapping): the shrink lands.
+        out.getterShrinks = await code(() => touch(b, { get mode() { if (once) { once = false; b.mremap(page); } return 'read'; } }));
+        const c = uffd.Mapping.anonymous(4 * page);
+        out.forkTouchGetterUnmaps = await code(() => forkTouch(c, { get stride() { c.unmap(); return page; } }));
+        const d = uffd.Mapping.anonymous(4 * page);
+        out.stillWorks = (await touch(d, { mode: 'write' }))[0].touched === 4 ? 'yes' : 'no';
+        console.log(JSON.stringify(out));
+      })();
+    `);
+    expect(out).to.deep.equal({
+      neverMapped: 'ERR_UFFD_UNMAPPED',
+      protNone: 'ERR_UFFD_UNMAPPED',
+      readOnlyRead: 'none',
+      readOnlyWrite: 'ERR_UFFD_UNMAPPED',
+      getterUnmaps: 'ERR_UFFD_UNMAPPED',
+      unmappedAfter: 'false',
+      getterShrinks: 'ERR_OUT_OF_RANGE',
+      forkTouchGetterUnmaps: 'ERR_UFFD_UNMAPPED',
+      stillWorks: 'yes',
+    });
+  });
 });

@@ -181,6 +181,28 @@ describe('WriteTracker', function () {
       expect(first.closed).to.equal(false);
     });
 
+    it('a tracked Mapping refuses mremap (ERR_UFFD_MAPPING_BUSY) until the tracker closes, so the tracker never goes blind', function () {
+      // mremap without EVENT_REMAP drops the moved range's registration: before this refusal the
+      // tracker then reported no writes at all, with no error.
+      using mem = Mapping.anonymous(4 * P);
+      const tracker = new WriteTracker(mem);
+      for (const len of [8 * P, 2 * P]) {
+        expect(() => mem.mremap(len)).to.throw(Error, /WriteTracker/).with.property('code', 'ERR_UFFD_MAPPING_BUSY');
+      }
+      expect(mem.length).to.equal(4 * P);
+      mem.bytes()[2 * P] = 1;
+      expect(spansOf(tracker.written(), mem.address, P)).to.deep.equal([[2, 3]]);
+      tracker.close();
+      mem.mremap(8 * P);
+      expect(mem.length).to.equal(8 * P);
+      // A tracker that failed to start holds nothing.
+      using other = Mapping.anonymous(2 * P);
+      using first = new WriteTracker(other);
+      expect(() => new WriteTracker(other)).to.throw(UffdError);
+      first.close();
+      other.mremap(4 * P);
+    });
+
     it('lifecycle: stale results throw, copies survive, close stops tracking and leaves the memory writable', function () {
       const mem = Mapping.anonymous(4 * P);
       const tracker = new WriteTracker(mem);
