@@ -464,6 +464,15 @@ bool Reader::Resolve(const uffd_msg& msg, RingSlot* out, size_t* used) {
     return res;
   };
 
+  // Counted before the resolution wakes the faulting thread, so that whoever that thread tells
+  // (the JS thread, reading stats() after a touch) sees it; corrected below once the result is
+  // known. stats() reads the counters without the lock held across resolutions, so it never
+  // waits for one (a pread on a hung file system, say).
+  const uint64_t counted = unit;
+  if (policy) {
+    policy->stats.faults++;
+    policy->stats.bytes += counted;
+  }
   const char* ioctl_name = "UFFDIO_COPY";
   IoctlResult r = {0, 0};
   if (flags & UFFD_PAGEFAULT_FLAG_WP) {
@@ -549,13 +558,14 @@ bool Reader::Resolve(const uffd_msg& msg, RingSlot* out, size_t* used) {
   if (r.err == EAGAIN) {
     // An unread FORK/REMAP/REMOVE/UNMAP event is changing the address space: retry after the
     // next read has taken it.
-    if (policy) policy->stats.retries++;
+    if (policy) {
+      policy->stats.retries++;
+      policy->stats.faults--;
+      policy->stats.bytes -= counted;
+    }
     return false;
   }
-  if (policy) {
-    policy->stats.faults++;
-    policy->stats.bytes += static_cast<uint64_t>(r.bytes);
-  }
+  if (policy) policy->stats.bytes -= counted - static_cast<uint64_t>(r.bytes);
   if (r.err != 0 || guard) {
     if (policy && r.err) policy->stats.errors++;
     out[(*used)++] =
