@@ -8,7 +8,7 @@ import type { UffdEvent } from './events';
 import { invalidType } from './errors';
 import { Userfaultfd } from './userfaultfd';
 import { pageSize } from './sysinfo';
-import { toOptions } from './validate';
+import { toFd, toOptions } from './validate';
 import type { FeatureName } from './constants';
 
 /** What a Worker needs to serve a Userfaultfd: structured-clonable, pass it in `workerData`. */
@@ -38,15 +38,21 @@ export function shareUffd(uffd: Userfaultfd): SharedUffd {
  * Close it when done.
  */
 export function openShared(shared: SharedUffd): Userfaultfd {
-  if (typeof shared !== 'object' || shared === null || typeof shared.fd !== 'number') {
-    throw invalidType('expected the object shareUffd() returned');
-  }
+  checkShared(shared);
   return Userfaultfd.fromFd(shared.fd, { features: shared.features, userModeOnly: shared.userModeOnly, dup: false });
 }
 
 /** Give back a {@link shareUffd} descriptor that no Worker adopted. */
 export function closeShared(shared: SharedUffd): void {
+  checkShared(shared);
   native.closeFd(shared.fd);
+}
+
+function checkShared(shared: unknown): asserts shared is SharedUffd {
+  if (typeof shared !== 'object' || shared === null) {
+    throw invalidType(`shared must be the object shareUffd() returned, got ${shared === null ? 'null' : typeof shared}`);
+  }
+  toFd((shared as { fd?: unknown }).fd, 'shared.fd');
 }
 
 /** Options of {@link serveFaults}. */

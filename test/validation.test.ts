@@ -3,7 +3,7 @@
  * type, RangeError for a bad value) and again in C++ for callers of the binding itself.
  */
 import { expect } from 'chai';
-import { Mapping, Userfaultfd } from '../lib/index';
+import { Mapping, Userfaultfd, closeShared, openShared, shareUffd } from '../lib/index';
 import { native } from '../lib/binding';
 import { pageSize } from '../lib/sysinfo';
 
@@ -109,6 +109,74 @@ describe('validation: the TS layer', () => {
     expect(() => Mapping.memfd(page, { name: 5 as never })).to.throw(TypeError, /name/);
     expect(() => Mapping.file({} as never)).to.throw(TypeError, /path or a file descriptor/);
     expect(() => Mapping.file('/dev/null', { offset: 3 })).to.throw(RangeError, /offset/);
+  });
+
+  // Issue #10 item 8: these reached the engine (or Node-API's bare "Invalid argument") uncoded.
+  it('a SharedArrayBuffer copy source, or a view over one, is a coded TypeError naming src', () => {
+    const sab = new SharedArrayBuffer(page);
+    for (const src of [sab, new Uint8Array(sab), new DataView(sab), new Float64Array(sab)]) {
+      expect(() => uffd.copy(mem.address, src as never, page))
+        .to.throw(TypeError, /^src must not be a SharedArrayBuffer/)
+        .with.property('code', 'ERR_INVALID_ARG_TYPE');
+    }
+  });
+
+  it('a SharedArrayBuffer copyFrom policy is a coded TypeError naming copyFrom', () => {
+    const sab = new SharedArrayBuffer(mem.length);
+    for (const copyFrom of [sab, new Uint8Array(sab)]) {
+      expect(() => uffd.handle(mem, { copyFrom } as never))
+        .to.throw(TypeError, /^copyFrom must not be a SharedArrayBuffer/)
+        .with.property('code', 'ERR_INVALID_ARG_TYPE');
+    }
+  });
+
+  it('null, undefined and bad fds given to openShared/closeShared are coded errors naming the argument', () => {
+    for (const fn of [openShared, closeShared]) {
+      for (const bad of [null, undefined, 5, 'x']) {
+        expect(() => fn(bad as never))
+          .to.throw(TypeError, /^shared must be the object shareUffd\(\) returned/)
+          .with.property('code', 'ERR_INVALID_ARG_TYPE');
+      }
+      expect(() => fn({ fd: null } as never))
+        .to.throw(TypeError, /^shared\.fd must be a file descriptor number/)
+        .with.property('code', 'ERR_INVALID_ARG_TYPE');
+      expect(() => fn({ fd: -1 } as never))
+        .to.throw(RangeError, /^shared\.fd/)
+        .with.property('code', 'ERR_OUT_OF_RANGE');
+    }
+  });
+
+  it('a feature that is not a name is a coded error naming option features, before any descriptor is adopted', () => {
+    expect(() => Userfaultfd.open({ features: [1 as never] }))
+      .to.throw(TypeError, /^option features: unknown feature number 1/)
+      .with.property('code', 'ERR_INVALID_ARG_VALUE');
+    const shared = shareUffd(uffd);
+    try {
+      for (const features of [[1], [null], ['NOPE']]) {
+        expect(() => openShared({ ...shared, features: features as never }))
+          .to.throw(TypeError, /^option features: unknown feature/)
+          .with.property('code', 'ERR_INVALID_ARG_VALUE');
+        expect(() => Userfaultfd.fromFd(shared.fd, { features: features as never }))
+          .to.throw(TypeError, /^option features: unknown feature/)
+          .with.property('code', 'ERR_INVALID_ARG_VALUE');
+      }
+      expect(() => Userfaultfd.fromFd(shared.fd, { features: 'MOVE' as never }))
+        .to.throw(TypeError, /^option features must be an array of feature names or a feature set/)
+        .with.property('code', 'ERR_INVALID_ARG_TYPE');
+      // The refused openShared did not adopt (and so did not close) the descriptor.
+      openShared(shared).close();
+    } catch (err) {
+      closeShared(shared);
+      throw err;
+    }
+  });
+
+  it('an events() signal that is not an AbortSignal is a coded TypeError naming option signal', () => {
+    for (const signal of [1, {}, 'x', { aborted: false }]) {
+      expect(() => uffd.events({ signal: signal as never }))
+        .to.throw(TypeError, /^option signal must be an AbortSignal/)
+        .with.property('code', 'ERR_INVALID_ARG_TYPE');
+    }
   });
 
   it('a huge mapping request fails with ENOMEM, not a crash', () => {
