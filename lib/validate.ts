@@ -19,10 +19,17 @@ export interface Range {
 
 const MAX_U64 = (1n << 64n) - 1n;
 
-function describe(v: unknown): string {
+/**
+ * A value for an error message. Never throws: String() of a symbol in a template, of a view over
+ * a detached buffer, or JSON of a bigint would turn a coded error into an engine TypeError.
+ */
+export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`;
+  if (typeof v === 'object') return 'an object';
+  if (typeof v === 'function') return 'a function';
+  if (typeof v === 'string') return `string '${v.length > 40 ? `${v.slice(0, 40)}...` : v}'`;
+  return `${typeof v} ${String(v)}`;
 }
 
 export function toAddress(v: unknown, name = 'address'): bigint {

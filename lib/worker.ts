@@ -25,6 +25,7 @@ export interface SharedUffd {
  * one Worker, which adopts it with {@link openShared}, or give it back with {@link closeShared}.
  */
 export function shareUffd(uffd: Userfaultfd): SharedUffd {
+  if (!(uffd instanceof Userfaultfd)) throw invalidType(`uffd must be a Userfaultfd, got ${uffd === null ? 'null' : typeof uffd}`);
   if (uffd.closed) throw invalidType('cannot share a closed userfaultfd');
   return {
     fd: native.dupFd(uffd.fd),
