@@ -92,9 +92,9 @@ const openGroup: FuzzProperty[] = [
     const shared = (await outcome('shareUffd', () => uffdLib.shareUffd(u as never))) as uffdLib.SharedUffd | undefined;
     if (shared) uffdLib.closeShared(shared);
   }),
-  prop('probe() and the sysinfo helpers, with stray arguments', [anyValue], async (ctx, [x]) => {
-    const fns = [uffdLib.probe, uffdLib.probePagemapScan, uffdLib.pageSize, uffdLib.hugePageSize, uffdLib.thpSize, uffdLib.hugetlbPools] as ((...a: unknown[]) => unknown)[];
-    await outcome('probe', () => fns[Math.abs(Number(typeof x === 'number' ? x : 0) | 0) % fns.length](x));
+  prop('probe(), the sysinfo helpers, availableFeatureBits and protBits, with stray arguments', [fc.nat(7), anyValue], async (ctx, [i, x]) => {
+    const fns = [uffdLib.probe, uffdLib.probePagemapScan, uffdLib.pageSize, uffdLib.hugePageSize, uffdLib.thpSize, uffdLib.hugetlbPools, uffdLib.availableFeatureBits, uffdLib.protBits] as ((...a: unknown[]) => unknown)[];
+    await outcome('probe', () => fns[i as number](x));
   }),
 ];
 
@@ -357,9 +357,13 @@ const scanOptions = options({
 });
 
 const pagemapGroup: FuzzProperty[] = [
-  prop('pagemapScan(options)', [scanOptions], async (ctx, [opts]) => {
+  prop('pagemapScan(options), then the PageRegions methods', [scanOptions, anyValue], async (ctx, [opts, i]) => {
     const r = (await outcome('pagemapScan', () => pagemapScan(opts as never))) as uffdLib.PagemapScanResult | undefined;
-    if (r) r.regions.toArray();
+    if (!r) return;
+    const regions = r.regions;
+    regions.toArray();
+    for (const m of ['at', 'startOf', 'endOf', 'categoryBitsOf'] as const) await outcome(`PageRegions.${m}`, () => regions[m](i as never));
+    await outcome('PageRegions.copy', () => regions.copy().bytes());
   }),
   prop('pagemapScanAll(options), the first few regions', [scanOptions], async (ctx, [opts]) => {
     await outcome('pagemapScanAll', () => {

@@ -138,7 +138,7 @@ export const bool = fc.boolean();
 
 export const bufferSpec = fc.record({
   $: fc.constant('buffer'),
-  kind: fc.constantFrom('Buffer', 'ArrayBuffer', 'Uint32Array', 'DataView', 'Float64Array', 'sab', 'sabView', 'detached', 'detachedView', 'offsetView'),
+  kind: fc.constantFrom('Buffer', 'ArrayBuffer', 'Uint32Array', 'DataView', 'Float64Array', 'sab', 'sabView', 'detached', 'detachedView', 'offsetView', 'mappingBuffer', 'mappingBytes'),
   pages: fc.constantFrom(0, 1, 2, PAGES, PAGES + 1),
 });
 
@@ -271,6 +271,9 @@ export class Ctx {
           },
         );
       case 'buffer':
+        // The unregistered mapping's own memory: an option getter may unmap it under the call.
+        if (s.kind === 'mappingBuffer') return this.map('plain').mapped ? this.map('plain').buffer : new ArrayBuffer(0);
+        if (s.kind === 'mappingBytes') return this.map('plain').mapped ? this.map('plain').bytes({ offset: SLACK * PAGE, length: PAGE }) : new Uint8Array(0);
         return makeBuffer(s.kind as string, (s.pages as number | undefined) ?? 1);
       case 'at': {
         const m = this.map(s.m as string);
