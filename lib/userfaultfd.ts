@@ -295,6 +295,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
   /**
    * UFFDIO_COPY: fill unmapped pages at `dst` with bytes from `src`, a buffer (kept alive for the
    * call) or an address. `length` defaults to the buffer's size. Returns the bytes copied.
+   * Not a SharedArrayBuffer or a view over one (a TypeError): Node-API cannot reach its memory.
    * @throws UffdError with `bytes` = progress; EEXIST if `dst` is already mapped.
    */
   copy(dst: Address, src: Address | ArrayBufferView | ArrayBuffer, length?: number, options?: CopyOptions): number {
