@@ -5,13 +5,13 @@
  */
 import { native } from './binding';
 import { invalidType, invalidValue, outOfRange, UffdError } from './errors';
-import type { Mapping } from './mapping';
+import { Mapping } from './mapping';
 import { movePageList, moveSkippingMapped, type MovePagesOptions, type MoveReport } from './move';
 import { HUGE, holeBytes, hugeBlocks, populatedRuns } from './move-scan';
 import { thpSize } from './sysinfo';
 import type { PolicyHandle } from './policy';
-import type { Userfaultfd } from './userfaultfd';
-import { oneOf, optBool, toLength, toOptions } from './validate';
+import { Userfaultfd } from './userfaultfd';
+import { describe, oneOf, optBool, toAddress, toLength, toOptions, type Address } from './validate';
 
 /** Live bytes of the from-space: a page-aligned byte range. */
 export interface LiveRange {
@@ -86,6 +86,7 @@ export class ForwardingTable {
 
   /** The new page index of old page `page`, or undefined if it was not live. */
   page(page: number): number | undefined {
+    if (typeof page !== 'number') throw invalidType(`page must be a number, got ${describe(page)}`);
     const runs = this.#runs;
     let lo = 0;
     let hi = runs.length - 1;
@@ -101,14 +102,16 @@ export class ForwardingTable {
 
   /** The to-space byte offset of from-space byte offset `offset`, or undefined if its page was not live. */
   offset(offset: number): number | undefined {
+    if (typeof offset !== 'number') throw invalidType(`offset must be a number, got ${describe(offset)}`);
     const p = this.page(Math.floor(offset / this.pageSize));
     return p === undefined ? undefined : p * this.pageSize + (offset % this.pageSize);
   }
 
   /** The new address of an old address (any byte of a live page), or undefined. */
-  address(address: bigint): bigint | undefined {
-    if (address < this.#fromBase) return undefined;
-    const off = address - this.#fromBase;
+  address(address: Address): bigint | undefined {
+    const a = toAddress(address);
+    if (a < this.#fromBase) return undefined;
+    const off = a - this.#fromBase;
     if (off > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
     const to = this.offset(Number(off));
     return to === undefined ? undefined : this.#toBase + BigInt(to);
@@ -207,7 +210,8 @@ interface Plan {
 
 function plan(from: Mapping, to: Mapping, live: readonly (number | LiveRange)[], opts: Partial<CompactOptions>): Plan {
   const page = native.pageSize();
-  if (!from || typeof from.length !== 'number' || !to || typeof to.length !== 'number') throw invalidType('from and to must be Mappings');
+  // A Mapping, not anything with a length: the forwarding table does bigint arithmetic on the addresses.
+  if (!(from instanceof Mapping) || !(to instanceof Mapping)) throw invalidType('from and to must be Mappings');
   const toOffset = toLength(opts.toOffset ?? 0, 'option toOffset', true);
   if (toOffset % page !== 0) throw outOfRange(`option toOffset must be a multiple of ${page}`);
   const runs = liveRuns(live, page, from.length / page);
@@ -269,6 +273,8 @@ export function compact(uffd: Userfaultfd, from: Mapping, to: Mapping, live: rea
 export function compact(uffd: Userfaultfd, from: Mapping, to: Mapping, live: readonly (number | LiveRange)[], options: CompactOptions & { mode: 'concurrent' }): ConcurrentCompaction;
 export function compact(uffd: Userfaultfd, from: Mapping, to: Mapping, live: readonly (number | LiveRange)[], options?: CompactOptions): Compaction | ConcurrentCompaction {
   const opts = toOptions(options);
+  // Checked here too: with nothing live, no move would look at it.
+  if (!(uffd instanceof Userfaultfd)) throw invalidType('uffd must be a Userfaultfd');
   const mode = oneOf(opts.mode ?? 'stop-the-world', ['stop-the-world', 'concurrent'] as const, 'option mode');
   const p = plan(from, to, live, opts);
   if (mode === 'concurrent') return concurrent(uffd, from, to, p, opts);

@@ -16,7 +16,7 @@ import {
 } from './constants';
 import { UffdError, UnsupportedError, invalidType, invalidValue, outOfRange } from './errors';
 import { PageRegions, REGION_WORDS, type PageRegion } from './regions';
-import { optBool, toAddress, toLength, toOptions, type Address, type Range } from './validate';
+import { describe, optBool, toAddress, toLength, toOptions, type Address, type Range } from './validate';
 
 /** Word indexes of struct pm_scan_arg, as native/pagemap.cc takes it. */
 export const SCAN_ARG = {
@@ -169,7 +169,7 @@ function categoryBits(v: unknown, name: string): bigint {
   if (!Array.isArray(v)) throw invalidType(`option ${name} must be an array of category names`);
   for (const n of v) {
     if (typeof n !== 'string' || !Object.hasOwn(PAGE_CATEGORIES, n)) {
-      throw invalidValue(`option ${name}: unknown page category ${JSON.stringify(n)}; known: ${PAGE_CATEGORY_NAMES.join(', ')}`);
+      throw invalidValue(`option ${name}: unknown page category ${describe(n)}; known: ${PAGE_CATEGORY_NAMES.join(', ')}`);
     }
   }
   return bitsOf(PAGE_CATEGORIES, v as PageCategory[]);
@@ -219,7 +219,7 @@ export function planScan(options: PagemapScanOptions | undefined): ScanPlan {
 
 function toPid(v: unknown): number | undefined {
   if (v === undefined || v === process.pid) return undefined;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw invalidType(`option pid must be a positive integer, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw invalidType(`option pid must be a positive integer, got ${describe(v)}`);
   return v;
 }
 

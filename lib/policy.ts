@@ -5,7 +5,7 @@
 import { types } from 'node:util';
 import type { NativeUffd, PolicyStats } from './binding';
 import { invalidType, outOfRange } from './errors';
-import { toLength } from './validate';
+import { toBufferSource, toLength } from './validate';
 
 /**
  * How a policy resolves the MISSING faults of its range. In every policy range, WP faults are
@@ -16,7 +16,7 @@ import { toLength } from './validate';
  *   TypedArray or ArrayBuffer at least as long as the range (kept alive by the policy). It is
  *   not copied: do not transfer it (postMessage, structuredClone, `transfer()`) or shrink it
  *   while the policy is installed, or the kernel copies from memory it no longer owns (wrong
- *   bytes, or EFAULT error events). A SharedArrayBuffer cannot be taken away.
+ *   bytes, or EFAULT error events). Not a SharedArrayBuffer: Node-API cannot reach its memory.
  * - `{ copyFrom: { fd, offset } }`: the bytes at `offset` + the fault's offset in a file (read
  *   with pread; past the end of the file: zeros, as in a file mapping). The policy keeps its own
  *   duplicate of the descriptor, so the caller may close theirs. A descriptor pread cannot read
@@ -109,13 +109,13 @@ export function nativePolicy(policy: Policy, length: number): { kind: number; so
     if (!types.isSharedArrayBuffer(p.claims.buffer)) throw invalidType('claims must be a Uint8Array over a SharedArrayBuffer (the event thread writes to it; a plain ArrayBuffer could be detached under it)');
     return { kind: 5, source: p.moveFrom, offset: p.claims };
   }
-  const from = p.copyFrom;
-  if (ArrayBuffer.isView(from) || from instanceof ArrayBuffer) {
+  const from = toBufferSource(p.copyFrom, 'copyFrom');
+  if (from) {
     if (from.byteLength < length) throw outOfRange(`copyFrom holds ${from.byteLength} bytes, fewer than the range's ${length}`);
     return { kind: 1, source: from };
   }
-  if (typeof from === 'object' && from !== null && 'fd' in from) {
-    const { fd, offset } = from as { fd: unknown; offset?: unknown };
+  if (typeof p.copyFrom === 'object' && p.copyFrom !== null && 'fd' in p.copyFrom) {
+    const { fd, offset } = p.copyFrom as { fd: unknown; offset?: unknown };
     if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) throw invalidType('copyFrom.fd must be a file descriptor');
     return { kind: 2, source: fd, offset: toLength(offset ?? 0, 'copyFrom.offset', true) };
   }

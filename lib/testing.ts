@@ -8,7 +8,7 @@ import { native, type NativeMapping } from './binding';
 import { MADVISE, type MadviseName } from './constants';
 import { invalidType } from './errors';
 import { Mapping, nativeHandle } from './mapping';
-import { toAddress, toLength, toOptions, type Address } from './validate';
+import { describe, toAddress, toLength, toOptions, type Address } from './validate';
 
 /** Options of {@link touch}. */
 export interface TouchOptions {
@@ -69,7 +69,7 @@ export function touch(address: Address | { address: Address; length: number }, l
     opts = options;
   }
   const o = toOptions(opts);
-  if (o.mode !== undefined && !['read', 'write', 'increment'].includes(o.mode)) throw invalidType(`unknown mode ${String(o.mode)}`);
+  if (o.mode !== undefined && !['read', 'write', 'increment'].includes(o.mode)) throw invalidType(`unknown mode ${describe(o.mode)}`);
   // The threads touch raw memory: the native side pins a Mapping passed in before it reads any
   // option, and keeps it mapped until they end, through garbage collection, a Worker's
   // termination and unmap() alike.
@@ -103,9 +103,12 @@ export interface ForkTouchResult {
  */
 export async function forkTouch(range: { address: Address; length: number }, options?: ForkTouchOptions): Promise<ForkTouchResult> {
   const o = toOptions(options);
+  const { address, length } = spanOf(range, 'forkTouch');
+  // The addon coerces mode to a string, which throws an uncoded engine error for some values.
+  if (o.mode !== undefined && !['read', 'write', 'increment'].includes(o.mode)) throw invalidType(`unknown mode ${describe(o.mode)}`);
   const expect = o.expect === undefined ? 0 : o.expect === 'index' ? 1 : o.expect === 'zero' ? 2 : -1;
-  if (expect < 0) throw invalidType(`unknown expect ${String(o.expect)}`);
-  const r = await native.testing.forkTouch(toAddress(range.address), toLength(range.length), { ...o, expect }, pin(range));
+  if (expect < 0) throw invalidType(`unknown expect ${describe(o.expect)}`);
+  const r = await native.testing.forkTouch(address, length, { ...o, expect }, pin(range));
   const signal = r.signal === null ? null : ((Object.entries(osConstants.signals).find(([, n]) => n === r.signal)?.[0] ?? `SIG${r.signal}`) as NodeJS.Signals);
   return { status: r.status, signal };
 }
@@ -115,9 +118,17 @@ export async function forkTouch(range: { address: Address; length: number }, opt
  * range waits until the REMOVE event is read, which the JS thread must never wait for.
  */
 export async function madvise(range: { address: Address; length: number }, advice: MadviseName): Promise<void> {
-  const value = MADVISE[advice];
-  if (value === undefined) throw invalidType(`unknown advice ${String(advice)}`);
-  await native.testing.madvise(toAddress(range.address), toLength(range.length), value, pin(range));
+  const value = typeof advice === 'string' && Object.hasOwn(MADVISE, advice) ? MADVISE[advice] : undefined;
+  if (value === undefined) throw invalidType(`unknown advice ${describe(advice)}`);
+  const { address, length } = spanOf(range, 'madvise');
+  await native.testing.madvise(address, length, value, pin(range));
+}
+
+/** The address and length of a range argument (any object with both, a Mapping included). */
+function spanOf(range: unknown, what: string): { address: bigint; length: number } {
+  if (typeof range !== 'object' || range === null) throw invalidType(`${what}: range must be a Mapping or { address, length }, got ${describe(range)}`);
+  const r = range as { address?: unknown; length?: unknown };
+  return { address: toAddress(r.address, 'range.address'), length: toLength(r.length, 'range.length') };
 }
 
 /** The native handle of a Mapping, which the native thread holds mapped until it is done. */

@@ -21,8 +21,8 @@ import {
   type FeatureSet,
   type IoctlName,
 } from './constants';
-import { UffdError, UnsupportedError, invalidType, invalidValue, outOfRange } from './errors';
-import { checkAligned, oneOf, optBool, toAddress, toLength, toOptions, toRange, type Address, type Range } from './validate';
+import { UffdError, UnsupportedError, invalidType, outOfRange } from './errors';
+import { checkAligned, oneOf, optBool, toAddress, toBufferSource, toFd, toFeatureNames, toLength, toOptions, toRange, toSignal, type Address, type Range } from './validate';
 import { checkUserfaultfd } from './fdcheck';
 
 /** How the descriptor is created: userfaultfd(2), or /dev/userfaultfd's USERFAULTFD_IOC_NEW (Linux >= 6.1). */
@@ -206,13 +206,8 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     const opts = toOptions(options);
     const via = oneOf(opts.via ?? 'auto', ['auto', 'syscall', 'device'] as const, 'option via');
     const userModeOnly = optBool(opts, 'userModeOnly', true);
-    const names = opts.features ?? [];
-    if (!Array.isArray(names)) throw invalidType('option features must be an array of feature names');
-    for (const n of names) {
-      if (typeof n !== 'string' || !(FEATURE_NAMES as string[]).includes(n)) {
-        throw invalidValue(`unknown feature ${String(n)}; known features: ${FEATURE_NAMES.join(', ')}`);
-      }
-    }
+    if (opts.features !== undefined && !Array.isArray(opts.features)) throw invalidType('option features must be an array of feature names');
+    const names = toFeatureNames(opts.features, 'option features');
     const raw = opts.rawFeatures ?? 0n;
     if (typeof raw !== 'bigint' || raw < 0n) throw invalidType('option rawFeatures must be a non-negative bigint');
     let wanted = bitsOf(FEATURES, names) | raw;
@@ -251,11 +246,12 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
    */
   static fromFd(fd: number, options?: { features?: readonly FeatureName[] | FeatureSet; dup?: boolean; userModeOnly?: boolean }): Userfaultfd {
     const opts = toOptions(options);
-    if (!Number.isInteger(fd) || fd < 0) throw invalidType('fd must be a file descriptor number');
-    const given = opts.features ?? [];
-    const names = Array.isArray(given) ? (given as FeatureName[]) : FEATURE_NAMES.filter((n) => (given as FeatureSet)[n]);
-    checkUserfaultfd(fd);
+    toFd(fd);
+    // Every option is checked before the descriptor is duplicated or adopted.
+    const names = toFeatureNames(opts.features, 'option features');
+    const userModeOnly = optBool(opts, 'userModeOnly', true);
     const dup = optBool(opts, 'dup', true);
+    checkUserfaultfd(fd);
     const own = dup ? native.dupFd(fd) : fd;
     let handle: NativeUffd;
     try {
@@ -267,7 +263,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     }
     // Every handshake answers API | REGISTER | UNREGISTER.
     const ioctlBits = (1n << BigInt(IOCTLS.API)) | (1n << BigInt(IOCTLS.REGISTER)) | (1n << BigInt(IOCTLS.UNREGISTER));
-    return new Userfaultfd(handle, { featureBits: bitsOf(FEATURES, names), ioctlBits }, 'fd', optBool(opts, 'userModeOnly', true));
+    return new Userfaultfd(handle, { featureBits: bitsOf(FEATURES, names), ioctlBits }, 'fd', userModeOnly);
   }
 
   /** The descriptor number; -1 once closed. */
@@ -325,6 +321,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
   /**
    * UFFDIO_COPY: fill unmapped pages at `dst` with bytes from `src`, a buffer (kept alive for the
    * call) or an address. `length` defaults to the buffer's size. Returns the bytes copied.
+   * Not a SharedArrayBuffer or a view over one (a TypeError): Node-API cannot reach its memory.
    * @throws UffdError with `bytes` = progress; EEXIST if `dst` is already mapped.
    */
   copy(dst: Address, src: Address | ArrayBufferView | ArrayBuffer, length?: number, options?: CopyOptions): number {
@@ -332,10 +329,11 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     const d = toAddress(dst, 'dst');
     let source: bigint | ArrayBufferView | ArrayBuffer;
     let len: number;
-    if (ArrayBuffer.isView(src) || src instanceof ArrayBuffer) {
-      len = toLength(length ?? src.byteLength, 'length');
-      if (len > src.byteLength) throw outOfRange(`copy: source holds ${src.byteLength} bytes, fewer than ${len}`);
-      source = src;
+    const buffer = toBufferSource(src, 'src');
+    if (buffer) {
+      len = toLength(length ?? buffer.byteLength, 'length');
+      if (len > buffer.byteLength) throw outOfRange(`copy: source holds ${buffer.byteLength} bytes, fewer than ${len}`);
+      source = buffer;
     } else {
       source = toAddress(src, 'src');
       len = toLength(length, 'length');
@@ -430,6 +428,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
   events(options?: EventsOptions): AsyncIterableIterator<UffdEvent<Userfaultfd>> {
     const opts = toOptions(options);
     const hwm = toLength(opts.highWaterMark ?? 1024, 'option highWaterMark');
+    const signal = toSignal(opts.signal);
     const queue: EventQueue<UffdEvent<Userfaultfd>> = new EventQueue(
       hwm,
       (paused) => {
@@ -440,7 +439,6 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
         this.#syncRef();
       },
     );
-    const signal = opts.signal;
     if (signal) {
       if (signal.aborted) queue.end();
       else signal.addEventListener('abort', () => queue.end(), { once: true });

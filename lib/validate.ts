@@ -4,6 +4,8 @@
  * @module
  * @internal
  */
+import { types } from 'node:util';
+import { FEATURES, FEATURE_NAMES, type FeatureName, type FeatureSet } from './constants';
 import { invalidType, invalidValue, outOfRange } from './errors';
 
 /** A user-space address: a bigint, or a non-negative safe-integer number. Outputs are bigint. */
@@ -17,10 +19,17 @@ export interface Range {
 
 const MAX_U64 = (1n << 64n) - 1n;
 
-function describe(v: unknown): string {
+/**
+ * A value for an error message. Never throws: String() of a symbol in a template, of a view over
+ * a detached buffer, or JSON of a bigint would turn a coded error into an engine TypeError.
+ */
+export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`;
+  if (typeof v === 'object') return 'an object';
+  if (typeof v === 'function') return 'a function';
+  if (typeof v === 'string') return `string '${v.length > 40 ? `${v.slice(0, 40)}...` : v}'`;
+  return `${typeof v} ${String(v)}`;
 }
 
 export function toAddress(v: unknown, name = 'address'): bigint {
@@ -95,4 +104,47 @@ export function oneOf<T extends string>(v: unknown, allowed: readonly T[], name:
     throw invalidValue(`${name} must be one of ${allowed.join(', ')}; got '${v}'`);
   }
   return v as T;
+}
+
+/**
+ * A buffer to copy from: an ArrayBuffer or a view of one. A SharedArrayBuffer, or a view over
+ * one, is refused by name: Node-API has no way to reach a SharedArrayBuffer's memory (its
+ * ArrayBuffer calls fail with a bare "Invalid argument"), so the addon cannot copy from it.
+ * Returns undefined when `v` is no buffer at all, so that callers can try other forms.
+ */
+export function toBufferSource(v: unknown, name: string): ArrayBuffer | ArrayBufferView | undefined {
+  const backing = ArrayBuffer.isView(v) ? v.buffer : v;
+  if (types.isSharedArrayBuffer(backing)) {
+    throw invalidType(`${name} must not be a SharedArrayBuffer or a view over one (the addon cannot read its memory): copy it into a Buffer first`);
+  }
+  return ArrayBuffer.isView(v) || v instanceof ArrayBuffer ? v : undefined;
+}
+
+/** A non-negative integer file descriptor number. */
+export function toFd(v: unknown, name = 'fd'): number {
+  if (typeof v !== 'number') throw invalidType(`${name} must be a file descriptor number, got ${describe(v)}`);
+  if (!Number.isInteger(v) || v < 0 || v > 0x7fffffff) throw outOfRange(`${name} must be a file descriptor number, got ${v}`);
+  return v;
+}
+
+/** Feature names, given as an array of names or a {@link FeatureSet} (undefined: none). */
+export function toFeatureNames(v: unknown, name: string): FeatureName[] {
+  if (v === undefined) return [];
+  if (Array.isArray(v)) {
+    for (const n of v as unknown[]) {
+      if (typeof n !== 'string' || !Object.hasOwn(FEATURES, n)) {
+        throw invalidValue(`${name}: unknown feature ${typeof n === 'string' ? n : describe(n)}; known features: ${FEATURE_NAMES.join(', ')}`);
+      }
+    }
+    return v as FeatureName[];
+  }
+  if (typeof v === 'object' && v !== null) return FEATURE_NAMES.filter((n) => (v as Partial<FeatureSet>)[n] === true);
+  throw invalidType(`${name} must be an array of feature names or a feature set, got ${describe(v)}`);
+}
+
+/** An AbortSignal option (undefined: none). */
+export function toSignal(v: unknown, name = 'option signal'): AbortSignal | undefined {
+  if (v === undefined) return undefined;
+  if (!(v instanceof AbortSignal)) throw invalidType(`${name} must be an AbortSignal, got ${describe(v)}`);
+  return v;
 }

@@ -8,7 +8,7 @@ import type { UffdEvent } from './events';
 import { invalidType } from './errors';
 import { Userfaultfd } from './userfaultfd';
 import { pageSize } from './sysinfo';
-import { toOptions } from './validate';
+import { toFd, toFeatureNames, toOptions } from './validate';
 import type { FeatureName } from './constants';
 
 /** What a Worker needs to serve a Userfaultfd: structured-clonable, pass it in `workerData`. */
@@ -32,7 +32,7 @@ export interface SharedUffd {
  * descriptor number cannot tell: once closed, it names whatever file the process opens next.)
  */
 export function shareUffd(uffd: Userfaultfd): SharedUffd {
-  if (!(uffd instanceof Userfaultfd)) throw invalidType('uffd must be a Userfaultfd');
+  if (!(uffd instanceof Userfaultfd)) throw invalidType(`uffd must be a Userfaultfd, got ${uffd === null ? 'null' : typeof uffd}`);
   if (uffd.closed) throw invalidType('cannot share a closed userfaultfd');
   const { fd, token } = native.shareFd(uffd.fd);
   return {
@@ -50,6 +50,8 @@ export function shareUffd(uffd: Userfaultfd): SharedUffd {
  */
 export function openShared(shared: SharedUffd): Userfaultfd {
   checkShared(shared);
+  // Bad options are refused while the descriptor is still the sharer's to give again.
+  toFeatureNames(shared.features, 'option features');
   native.takeSharedFd(shared.fd, shared.token, false);
   try {
     return Userfaultfd.fromFd(shared.fd, { features: shared.features, userModeOnly: shared.userModeOnly, dup: false });
@@ -69,10 +71,12 @@ export function closeShared(shared: SharedUffd): void {
   native.takeSharedFd(shared.fd, shared.token, true);
 }
 
-function checkShared(shared: SharedUffd): void {
-  if (typeof shared !== 'object' || shared === null || !Number.isInteger(shared.fd) || typeof shared.token !== 'number') {
+function checkShared(shared: unknown): asserts shared is SharedUffd {
+  if (typeof shared !== 'object' || shared === null) {
     throw invalidType(`shared must be the object shareUffd() returned, got ${shared === null ? 'null' : typeof shared}`);
   }
+  toFd((shared as { fd?: unknown }).fd, 'shared.fd');
+  if (typeof (shared as { token?: unknown }).token !== 'number') throw invalidType('shared must be the object shareUffd() returned: it has no token');
 }
 
 /** Options of {@link serveFaults}. */

@@ -119,7 +119,7 @@ describe('Userfaultfd.fromFd adopts only a userfaultfd', () => {
     const out = childJson<Record<string, unknown>>(`
       const fs = require('node:fs');
       const { Userfaultfd } = require(ARGS.pkg);
-      const code = (f) => { try { f(); return 'none'; } catch (e) { return { name: e.name, code: e.code, fd: e.fd, named: /fd \\d+/.test(e.message) }; } };
+      const code = (f) => { try { f(); return 'none'; } catch (e) { return { name: e.name, code: e.code, fd: e.fd, named: /fd[ /]\\d+/.test(e.message) }; } };
       const file = fs.openSync(process.execPath, 'r');
       const { native } = require(ARGS.binding);
       const out = {
@@ -138,7 +138,7 @@ describe('Userfaultfd.fromFd adopts only a userfaultfd', () => {
       file: refused(out.expectedFd),
       fileNoDup: refused(out.expectedFd),
       stdin: refused(0),
-      notOpen: { name: 'Error', code: 'EBADF', fd: 100000, named: true },
+      notOpen: { name: 'UffdError', code: 'EBADF', fd: 100000, named: true },
       nativeToo: refused(out.expectedFd),
       fileOpen: true,
       expectedFd: out.expectedFd,

@@ -3,7 +3,7 @@
  * type, RangeError for a bad value) and again in C++ for callers of the binding itself.
  */
 import { expect } from 'chai';
-import { Mapping, Userfaultfd } from '../lib/index';
+import { Mapping, Pagemap, Userfaultfd, closeShared, compact, openShared, pagemapScan, shareUffd, testing } from '../lib/index';
 import { native } from '../lib/binding';
 import { pageSize } from '../lib/sysinfo';
 
@@ -109,6 +109,126 @@ describe('validation: the TS layer', () => {
     expect(() => Mapping.memfd(page, { name: 5 as never })).to.throw(TypeError, /name/);
     expect(() => Mapping.file({} as never)).to.throw(TypeError, /path or a file descriptor/);
     expect(() => Mapping.file('/dev/null', { offset: 3 })).to.throw(RangeError, /offset/);
+  });
+
+  // Issue #10 item 8: these reached the engine (or Node-API's bare "Invalid argument") uncoded.
+  it('a SharedArrayBuffer copy source, or a view over one, is a coded TypeError naming src', () => {
+    const sab = new SharedArrayBuffer(page);
+    for (const src of [sab, new Uint8Array(sab), new DataView(sab), new Float64Array(sab)]) {
+      expect(() => uffd.copy(mem.address, src as never, page))
+        .to.throw(TypeError, /^src must not be a SharedArrayBuffer/)
+        .with.property('code', 'ERR_INVALID_ARG_TYPE');
+    }
+  });
+
+  it('a SharedArrayBuffer copyFrom policy is a coded TypeError naming copyFrom', () => {
+    const sab = new SharedArrayBuffer(mem.length);
+    for (const copyFrom of [sab, new Uint8Array(sab)]) {
+      expect(() => uffd.handle(mem, { copyFrom } as never))
+        .to.throw(TypeError, /^copyFrom must not be a SharedArrayBuffer/)
+        .with.property('code', 'ERR_INVALID_ARG_TYPE');
+    }
+  });
+
+  it('null, undefined and bad fds given to openShared/closeShared are coded errors naming the argument', () => {
+    for (const fn of [openShared, closeShared]) {
+      for (const bad of [null, undefined, 5, 'x']) {
+        expect(() => fn(bad as never))
+          .to.throw(TypeError, /^shared must be the object shareUffd\(\) returned/)
+          .with.property('code', 'ERR_INVALID_ARG_TYPE');
+      }
+      expect(() => fn({ fd: null } as never))
+        .to.throw(TypeError, /^shared\.fd must be a file descriptor number/)
+        .with.property('code', 'ERR_INVALID_ARG_TYPE');
+      expect(() => fn({ fd: -1 } as never))
+        .to.throw(RangeError, /^shared\.fd/)
+        .with.property('code', 'ERR_OUT_OF_RANGE');
+    }
+  });
+
+  it('a feature that is not a name is a coded error naming option features, before any descriptor is adopted', () => {
+    expect(() => Userfaultfd.open({ features: [1 as never] }))
+      .to.throw(TypeError, /^option features: unknown feature number 1/)
+      .with.property('code', 'ERR_INVALID_ARG_VALUE');
+    const shared = shareUffd(uffd);
+    try {
+      for (const features of [[1], [null], ['NOPE']]) {
+        expect(() => openShared({ ...shared, features: features as never }))
+          .to.throw(TypeError, /^option features: unknown feature/)
+          .with.property('code', 'ERR_INVALID_ARG_VALUE');
+        expect(() => Userfaultfd.fromFd(shared.fd, { features: features as never }))
+          .to.throw(TypeError, /^option features: unknown feature/)
+          .with.property('code', 'ERR_INVALID_ARG_VALUE');
+      }
+      expect(() => Userfaultfd.fromFd(shared.fd, { features: 'MOVE' as never }))
+        .to.throw(TypeError, /^option features must be an array of feature names or a feature set/)
+        .with.property('code', 'ERR_INVALID_ARG_TYPE');
+      // The refused openShared did not adopt (and so did not close) the descriptor.
+      openShared(shared).close();
+    } catch (err) {
+      closeShared(shared);
+      throw err;
+    }
+  });
+
+  it('an events() signal that is not an AbortSignal is a coded TypeError naming option signal', () => {
+    for (const signal of [1, {}, 'x', { aborted: false }]) {
+      expect(() => uffd.events({ signal: signal as never }))
+        .to.throw(TypeError, /^option signal must be an AbortSignal/)
+        .with.property('code', 'ERR_INVALID_ARG_TYPE');
+    }
+  });
+
+  // Found by the fuzz suite (test/fuzz.test.ts): engine TypeErrors where a coded error belongs.
+  it('shareUffd of something that is not a Userfaultfd is a coded TypeError', () => {
+    for (const bad of [undefined, null, {}, 3]) {
+      expect(() => shareUffd(bad as never))
+        .to.throw(TypeError, /^uffd must be a Userfaultfd/)
+        .with.property('code', 'ERR_INVALID_ARG_TYPE');
+    }
+  });
+
+  it('error messages describe any value without throwing (a view of a detached buffer, a symbol, a bigint)', () => {
+    const detached = new Uint8Array(8);
+    structuredClone(detached.buffer, { transfer: [detached.buffer] });
+    for (const bad of [detached, Symbol('s'), 5n]) {
+      expect(() => Pagemap.open(bad as never)).to.throw(TypeError, /option pid/).with.property('code', 'ERR_INVALID_ARG_TYPE');
+      expect(() => pagemapScan({ start: mem.address, end: mem.address + BigInt(page), categories: [bad as never] }))
+        .to.throw(TypeError, /unknown page category/)
+        .with.property('code', 'ERR_INVALID_ARG_VALUE');
+    }
+  });
+
+  it('the testing helpers refuse a missing range, an unknown mode or an inherited advice name with coded errors', async () => {
+    const detached = new Uint8Array(8);
+    structuredClone(detached.buffer, { transfer: [detached.buffer] });
+    const rejects = async (p: () => Promise<unknown>, code: string, re: RegExp) => {
+      const err = await p().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err, String(re)).to.be.instanceOf(Error).with.property('code', code);
+      expect((err as Error).message).to.match(re);
+    };
+    await rejects(() => testing.forkTouch(null as never), 'ERR_INVALID_ARG_TYPE', /forkTouch: range must be/);
+    await rejects(() => testing.forkTouch(mem, { mode: detached as never }), 'ERR_INVALID_ARG_TYPE', /unknown mode an object/);
+    await rejects(() => testing.madvise(undefined as never, 'DONTNEED'), 'ERR_INVALID_ARG_TYPE', /madvise: range must be/);
+    await rejects(() => testing.madvise(mem, 'toString' as never), 'ERR_INVALID_ARG_TYPE', /unknown advice/);
+  });
+
+  it('compact() checks uffd, from and to even when nothing is live; forwarding lookups check their argument', () => {
+    const to = Mapping.anonymous(page);
+    try {
+      expect(() => compact(uffd, ' ' as never, to, [])).to.throw(TypeError, /from and to must be Mappings/).with.property('code', 'ERR_INVALID_ARG_TYPE');
+      expect(() => compact({} as never, to, to, [])).to.throw(TypeError, /uffd must be a Userfaultfd/).with.property('code', 'ERR_INVALID_ARG_TYPE');
+      const { forwarding } = compact(uffd, to, to, []);
+      expect(() => forwarding.address({} as never)).to.throw(TypeError, /address/).with.property('code', 'ERR_INVALID_ARG_TYPE');
+      expect(() => forwarding.page(Symbol('p') as never)).to.throw(TypeError, /page must be a number/).with.property('code', 'ERR_INVALID_ARG_TYPE');
+      expect(() => forwarding.offset(1n as never)).to.throw(TypeError, /offset must be a number/).with.property('code', 'ERR_INVALID_ARG_TYPE');
+      expect(forwarding.address(0)).to.equal(undefined);
+    } finally {
+      to.unmap();
+    }
   });
 
   it('a huge mapping request fails with ENOMEM, not a crash', () => {
