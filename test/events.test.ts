@@ -8,7 +8,7 @@
 import { expect } from 'chai';
 import { FaultError, Mapping, Userfaultfd, testing, type PageFault, type UffdEvent } from '../lib/index';
 import { pageSize } from '../lib/sysinfo';
-import { MEMTYPES, skipIf, unavailable, type MemType } from './helpers/memtypes';
+import { MEMTYPES, kernelModeUnavailable, skipIf, unavailable, type MemType } from './helpers/memtypes';
 
 const page = pageSize();
 const PAGES = 32;
@@ -93,6 +93,7 @@ for (const type of MEMTYPES) {
 
     it('events: fork (the child faults through the FORK uffd), then MADV_DONTNEED and mremap in a child', async function () {
       skipIf(this, unavailable(type, type.missingFeature, 'EVENT_FORK', 'EVENT_REMAP', 'EVENT_REMOVE'));
+      skipIf(this, kernelModeUnavailable());
       skipIf(this, type.shared ? "a shared mapping's pages are the file's: a forked child sees them without faulting" : undefined);
       using uffd = Userfaultfd.open({ features: ['EVENT_FORK', 'EVENT_REMAP', 'EVENT_REMOVE'], userModeOnly: false });
       using mem = type.create(units);

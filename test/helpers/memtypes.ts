@@ -99,6 +99,16 @@ export function unavailable(type: MemType | undefined, ...features: (FeatureName
 }
 
 /**
+ * Why this process cannot open a userfaultfd with `userModeOnly: false` (one that also gets
+ * faults the kernel raises), or undefined if it can.
+ */
+export function kernelModeUnavailable(): string | undefined {
+  const { syscall, device } = kernel().open;
+  if (syscall.ok || device.ok) return undefined;
+  return `not privileged for userModeOnly: false (userfaultfd(2): ${syscall.error}, /dev/userfaultfd: ${device.error}; needs CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=1 or access to /dev/userfaultfd)`;
+}
+
+/**
  * Skip the current test (or hook's tests), printing why, when `reason` is set. Use as
  * `skipIf(this, unavailable(type, 'MOVE'))` at the top of a test.
  */
