@@ -9,6 +9,7 @@ import { expect } from 'chai';
 import { FaultError, Mapping, Userfaultfd, testing, type PageFault, type UffdEvent } from '../lib/index';
 import { pageSize } from '../lib/sysinfo';
 import { MEMTYPES, kernelModeUnavailable, skipIf, unavailable, type MemType } from './helpers/memtypes';
+import { scaled } from './helpers/speed';
 
 const page = pageSize();
 const PAGES = 32;
@@ -26,7 +27,7 @@ function unitOf(type: MemType, address: bigint): bigint {
 
 /** Resolves once `cond()` holds; rejects after `ms`. */
 async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
-  const until = Date.now() + ms;
+  const until = Date.now() + scaled(ms);
   while (!cond()) {
     if (Date.now() > until) throw new Error('timed out waiting for an event');
     await new Promise((r) => setTimeout(r, 1));

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { probe, Userfaultfd, UffdError } from '../lib/index';
 import { FEATURE_NAMES, PAGE_CATEGORY_NAMES } from '../lib/constants';
 import { runChild } from './helpers/child';
+import { scaled } from './helpers/speed';
 
 const CLI = path.resolve(__dirname, '..', 'lib', 'cli.js');
 
@@ -102,7 +103,7 @@ describe('probe', () => {
 
 describe('userfaultfd probe (the CLI)', () => {
   it('--json prints the report, with bigints as hex strings', () => {
-    const r = spawnSync(process.execPath, [CLI, 'probe', '--json'], { encoding: 'utf8', timeout: 15000 });
+    const r = spawnSync(process.execPath, [CLI, 'probe', '--json'], { encoding: 'utf8', timeout: scaled(15000) });
     expect(r.status, r.stderr).to.equal(0);
     const report = JSON.parse(r.stdout) as { features: Record<string, boolean>; featureBits: string; kernel: string };
     expect(Object.keys(report.features)).to.have.length(17);
@@ -113,7 +114,7 @@ describe('userfaultfd probe (the CLI)', () => {
   });
 
   it('prints a readable table', () => {
-    const r = spawnSync(process.execPath, [CLI, 'probe'], { encoding: 'utf8', timeout: 15000 });
+    const r = spawnSync(process.execPath, [CLI, 'probe'], { encoding: 'utf8', timeout: scaled(15000) });
     expect(r.status).to.equal(0);
     expect(r.stdout).to.match(/^userfaultfd on Linux /);
     expect(r.stdout).to.match(/THREAD_ID\s+(yes|no)\s+since 4\.14/);
