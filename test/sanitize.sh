@@ -53,7 +53,7 @@ export UFFD_TEST_SPEED_FLOOR="${UFFD_TEST_SPEED_FLOOR:-2}"
 LOG="$WORK/mocha.log"
 echo "sanitize: running mocha with LD_PRELOAD=$LD_PRELOAD"
 set +e
-(cd "$WORK" && npx mocha --no-color "$@") 2>&1 | tee "$LOG"
+(cd "$WORK" && node node_modules/mocha/bin/mocha.js --no-color "$@") 2>&1 | tee "$LOG"
 rc=${PIPESTATUS[0]}
 set -e
 reports=$(grep -cE 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior)Sanitizer' "$LOG" || true)
