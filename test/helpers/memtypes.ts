@@ -94,6 +94,9 @@ export function unavailable(type: MemType | undefined, ...features: (FeatureName
     if (why) return why;
   }
   const missing = features.filter((f): f is FeatureName => f !== undefined && !kernel().features[f]);
+  // The kernel has it but will not give it to this process (EVENT_FORK without CAP_SYS_PTRACE).
+  const denied = missing.filter((f) => kernel().denied[f] !== undefined);
+  if (denied.length > 0) return `not privileged for ${denied.map((f) => `${f} (${kernel().denied[f]})`).join(', ')}: needs CAP_SYS_PTRACE`;
   if (missing.length > 0) return `the kernel lacks ${missing.join(', ')}`;
   return undefined;
 }
