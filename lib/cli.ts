@@ -56,7 +56,8 @@ function table(report: ProbeReport): string {
   lines.push('');
   lines.push(`features (0x${report.featureBits.toString(16)})`);
   for (const name of FEATURE_NAMES) {
-    lines.push(`  ${name.padEnd(24)} ${mark(report.features[name])} since ${FEATURES[name].since}`);
+    const denied = report.denied[name] ? ` (the kernel has it, but refuses it to this process: ${report.denied[name]})` : '';
+    lines.push(`  ${name.padEnd(24)} ${mark(report.features[name])} since ${FEATURES[name].since}${denied}`);
   }
   if (report.unknownFeatureBits !== 0n) lines.push(`  unknown bits             0x${report.unknownFeatureBits.toString(16)}`);
   lines.push(`ioctls                     ${report.ioctls.join(' ') || 'none'}`);

@@ -5,7 +5,7 @@
  */
 import * as os from 'node:os';
 import { native } from './binding';
-import { FEATURES, ioctlNames, namesOf, unknownBitsOf, type FeatureSet, type IoctlName } from './constants';
+import { FEATURES, FEATURE_NAMES, ioctlNames, namesOf, unknownBitsOf, type FeatureName, type FeatureSet, type IoctlName } from './constants';
 import { probePagemapScan, type PagemapScanSupport } from './pagemap';
 import { hugePageSize, hugetlbPools, pageSize, thpMode, thpSize, unprivilegedUserfaultfd, type HugetlbPool } from './sysinfo';
 
@@ -22,10 +22,15 @@ export interface ProbeReport {
   arch: string;
   /** Whether any way of opening a userfaultfd worked for this process. */
   available: boolean;
-  /** Each known feature by name. */
+  /** Each known feature by name: true if this process can negotiate it. */
   features: FeatureSet;
-  /** All feature bits the kernel reported, unknown ones included. */
+  /** The feature bits this process can negotiate, unknown ones included. */
   featureBits: bigint;
+  /**
+   * Features the kernel has but refuses to this process, with the error it gave: EVENT_FORK
+   * is EPERM without CAP_SYS_PTRACE. Such a feature is false in `features`.
+   */
+  denied: Partial<Record<FeatureName, string>>;
   /** Feature bits the kernel reported that this library has no name for. */
   unknownFeatureBits: bigint;
   /** The descriptor's ioctls from UFFDIO_API. */
@@ -48,6 +53,38 @@ export interface ProbeReport {
   pagemapScan: PagemapScanSupport;
 }
 
+const UFFD_API = 0xaan;
+
+/** errno number -> 'EPERM', for what rawApi returns. */
+function errnoName(errno: number): string {
+  const hit = Object.entries(os.constants.errno).find(([, n]) => n === errno);
+  return hit ? hit[0] : `errno ${errno}`;
+}
+
+/**
+ * The bits of `offered` that this process can really negotiate. UFFDIO_API answers with every
+ * feature the kernel has, whoever asks, but refuses some of them when asked for: EVENT_FORK
+ * without CAP_SYS_PTRACE is EPERM. So each bit is asked for alone, on a throwaway descriptor
+ * (one handshake per descriptor), and only the ones granted count.
+ */
+function negotiable(offered: bigint, open: () => number | undefined): { bits: bigint; refused: Map<bigint, string> } {
+  let bits = 0n;
+  const refused = new Map<bigint, string>();
+  for (let bit = 1n; bit <= offered; bit <<= 1n) {
+    if ((offered & bit) === 0n) continue;
+    const fd = open();
+    if (fd === undefined) return { bits: offered, refused };
+    try {
+      const errno = native.rawApi(fd, UFFD_API, bit);
+      if (errno === 0) bits |= bit;
+      else refused.set(bit, errnoName(errno));
+    } finally {
+      native.closeFd(fd);
+    }
+  }
+  return { bits, refused };
+}
+
 function tryOpen(via: 0 | 1, userModeOnly: boolean): { result: OpenResult; fd?: number } {
   try {
     return { result: { ok: true }, fd: native.openUffd(via, userModeOnly) };
@@ -65,12 +102,21 @@ export function probe(): ProbeReport {
   };
   let featureBits = 0n;
   let ioctlBits = 0n;
-  const fd = attempts.syscallUserModeOnly.fd ?? attempts.syscall.fd ?? attempts.device.fd;
+  const denied: Partial<Record<FeatureName, string>> = {};
+  const way = (['syscallUserModeOnly', 'syscall', 'device'] as const).find((k) => attempts[k].fd !== undefined);
+  const fd = way === undefined ? undefined : attempts[way].fd;
   if (fd !== undefined) {
     try {
       const api = native.apiHandshake(fd, 0n);
-      featureBits = api.features;
       ioctlBits = api.ioctls;
+      // The same way of opening that worked, for the throwaway descriptors.
+      const again = (): number | undefined => tryOpen(way === 'device' ? 1 : 0, way !== 'syscall').fd;
+      const granted = negotiable(api.features, again);
+      featureBits = granted.bits;
+      for (const name of FEATURE_NAMES) {
+        const why = granted.refused.get(1n << BigInt(FEATURES[name].bit));
+        if (why !== undefined) denied[name] = why;
+      }
     } catch {
       // leave everything unsupported
     }
@@ -83,6 +129,7 @@ export function probe(): ProbeReport {
     available: fd !== undefined,
     features: namesOf(FEATURES, featureBits),
     featureBits,
+    denied,
     unknownFeatureBits: unknownBitsOf(FEATURES, featureBits),
     ioctls: ioctlNames(ioctlBits),
     open: {

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { parseDemoArgs, parseSize } from '../lib/demo';
 import { pageSize } from '../lib/sysinfo';
 import { runChild } from './helpers/child';
+import { scaled } from './helpers/speed';
 
 const CLI = path.resolve(__dirname, '..', 'lib', 'cli.js');
 const DEMO = path.resolve(__dirname, '..', 'lib', 'demo.js');
@@ -20,7 +21,7 @@ function demo(args: string[]): { status: number | null; stdout: string; stderr: 
   try {
     const r = spawnSync(process.execPath, [CLI, 'demo', ...args], {
       encoding: 'utf8',
-      timeout: 60000,
+      timeout: scaled(60000),
       killSignal: 'SIGKILL',
       env: { ...process.env, TMPDIR: tmp },
     });

@@ -8,7 +8,8 @@
 import { expect } from 'chai';
 import { FaultError, Mapping, Userfaultfd, testing, type PageFault, type UffdEvent } from '../lib/index';
 import { pageSize } from '../lib/sysinfo';
-import { MEMTYPES, skipIf, unavailable, type MemType } from './helpers/memtypes';
+import { MEMTYPES, kernelModeUnavailable, skipIf, unavailable, type MemType } from './helpers/memtypes';
+import { scaled } from './helpers/speed';
 
 const page = pageSize();
 const PAGES = 32;
@@ -26,7 +27,7 @@ function unitOf(type: MemType, address: bigint): bigint {
 
 /** Resolves once `cond()` holds; rejects after `ms`. */
 async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
-  const until = Date.now() + ms;
+  const until = Date.now() + scaled(ms);
   while (!cond()) {
     if (Date.now() > until) throw new Error('timed out waiting for an event');
     await new Promise((r) => setTimeout(r, 1));
@@ -93,6 +94,7 @@ for (const type of MEMTYPES) {
 
     it('events: fork (the child faults through the FORK uffd), then MADV_DONTNEED and mremap in a child', async function () {
       skipIf(this, unavailable(type, type.missingFeature, 'EVENT_FORK', 'EVENT_REMAP', 'EVENT_REMOVE'));
+      skipIf(this, kernelModeUnavailable());
       skipIf(this, type.shared ? "a shared mapping's pages are the file's: a forked child sees them without faulting" : undefined);
       using uffd = Userfaultfd.open({ features: ['EVENT_FORK', 'EVENT_REMAP', 'EVENT_REMOVE'], userModeOnly: false });
       using mem = type.create(units);

@@ -8,11 +8,12 @@
  */
 import { expect } from 'chai';
 import { childJson } from './helpers/child';
-import { skipIf, unavailable } from './helpers/memtypes';
+import { kernelModeUnavailable, skipIf, unavailable } from './helpers/memtypes';
 
 describe('fork: a fork() never waits forever for the event thread', () => {
   before(function () {
     skipIf(this, unavailable(undefined, 'EVENT_FORK'));
+    skipIf(this, kernelModeUnavailable());
   });
 
   it('a native thread forks 600 times while the event thread serves a stream of faults: every child runs', () => {

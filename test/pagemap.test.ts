@@ -24,11 +24,29 @@ import { SCAN_ARG, SCAN_ARG_SIZE } from '../lib/pagemap';
 import { pageSize } from '../lib/sysinfo';
 import { hugetlbUnavailable } from './helpers/hugetlb';
 import { MEMTYPES, skipIf, unavailable } from './helpers/memtypes';
-import { isPresent, readFaultMapsZeroPage } from './helpers/pagemap';
+import { isPresent } from './helpers/pagemap';
 import { spansOf, unitsOf } from './helpers/regions';
 
 const P = pageSize();
 const BIT = { WRITTEN: 1n << 1n, PRESENT: 1n << 3n };
+
+/**
+ * Why a read of a never-written anonymous page does not map the shared zero page here, or
+ * undefined if it does. Some guest kernels turn the zero page off (`pvm_no_zero_page=1` on the
+ * boot line): a read fault then allocates a page of its own. Told by smaps, not by PAGEMAP_SCAN
+ * (which is under test): the zero page is not counted in Rss, a page of its own is.
+ */
+function zeroPageUnused(): string | undefined {
+  using mem = Mapping.anonymous(4 * P, { hugepage: false });
+  const b = mem.bytes();
+  let sum = 0;
+  for (let i = 0; i < 4; i++) sum += b[i * P];
+  const smaps = fs.readFileSync('/proc/self/smaps', 'utf8');
+  const at = smaps.search(new RegExp(`^0*${mem.address.toString(16)}-`, 'm'));
+  const rss = at < 0 ? undefined : /^Rss:\s+(\d+) kB/m.exec(smaps.slice(at));
+  if (sum !== 0 || !rss || rss[1] === '0') return undefined;
+  return `reads of fresh anonymous memory get pages of their own, not the zero page (Rss ${rss[1]} kB after reading 4 pages; boot line: ${fs.readFileSync('/proc/cmdline', 'utf8').match(/\S*zero_page\S*/)?.[0] ?? 'no *zero_page* option'})`;
+}
 
 function expectSysError(fn: () => unknown, code: string, errno: number): void {
   let thrown: unknown;
@@ -238,10 +256,7 @@ describe('pagemapScan', function () {
     });
 
     it('anyOf matches pages with at least one; returnMask chooses what is reported and where regions split', function () {
-      using probe = Mapping.anonymous(P, { hugepage: false });
-      if (!readFaultMapsZeroPage(probe.address, () => void probe.bytes()[0])) {
-        skipIf(this, 'a read fault maps a fresh page here, not the shared zero page: nothing is PFNZERO');
-      }
+      skipIf(this, zeroPageUnused());
       using mem = Mapping.anonymous(16 * P, { hugepage: false });
       const b = mem.bytes();
       b[2 * P] = 1; // written: a private anonymous page

@@ -5,8 +5,10 @@ import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { probe } from '../lib/index';
+import { probe, Userfaultfd, UffdError } from '../lib/index';
 import { FEATURE_NAMES, PAGE_CATEGORY_NAMES } from '../lib/constants';
+import { runChild } from './helpers/child';
+import { scaled } from './helpers/speed';
 
 const CLI = path.resolve(__dirname, '..', 'lib', 'cli.js');
 
@@ -50,6 +52,49 @@ describe('probe', () => {
     }
   });
 
+  it('reports a feature as available exactly when this process can open a userfaultfd with it', () => {
+    // UFFDIO_API offers every feature the kernel has, to anyone; some are refused when asked
+    // for (EVENT_FORK without CAP_SYS_PTRACE). probe() must say what a real open gets.
+    const r = probe();
+    for (const name of FEATURE_NAMES) {
+      let got: string;
+      try {
+        Userfaultfd.open({ features: [name] }).close();
+        got = 'ok';
+      } catch (err) {
+        expect(err, name).to.be.instanceOf(UffdError);
+        got = (err as UffdError).code;
+      }
+      if (r.features[name]) expect(got, name).to.equal('ok');
+      else if (r.denied[name] !== undefined) expect(got, name).to.equal(r.denied[name]);
+      else expect(got, name).to.equal('ERR_UFFD_UNSUPPORTED');
+    }
+  });
+
+  it('as an ordinary user (no CAP_SYS_PTRACE), EVENT_FORK is denied with EPERM, as a real open is', function () {
+    if (process.getuid?.() !== 0) {
+      process.stdout.write(`      skip: ${this.test?.fullTitle()} [why: only root can start a child as another user]\n`);
+      this.skip();
+    }
+    if (!probe().features.EVENT_FORK) {
+      process.stdout.write(`      skip: ${this.test?.fullTitle()} [why: the kernel lacks EVENT_FORK]\n`);
+      this.skip();
+    }
+    const c = runChild(
+      `process.setgid(65534); process.setuid(65534);
+       const r = uffd.probe();
+       let open;
+       try { uffd.Userfaultfd.open({ features: ['EVENT_FORK'] }).close(); open = 'ok'; } catch (e) { open = e.code; }
+       console.log(JSON.stringify({ fork: r.features.EVENT_FORK, denied: r.denied, bits: String(r.featureBits), open }));`,
+    );
+    expect(c.status, c.stderr).to.equal(0);
+    const out = JSON.parse(c.stdout.trim()) as { fork: boolean; denied: Record<string, string>; bits: string; open: string };
+    expect(out.open).to.equal('EPERM');
+    expect(out.fork).to.equal(false);
+    expect(out.denied).to.deep.equal({ EVENT_FORK: 'EPERM' });
+    expect(BigInt(out.bits) & 2n).to.equal(0n);
+  });
+
   it('keeps feature bits it has no name for', () => {
     const r = probe();
     expect(r.unknownFeatureBits & ((1n << 17n) - 1n)).to.equal(0n);
@@ -58,7 +103,7 @@ describe('probe', () => {
 
 describe('userfaultfd probe (the CLI)', () => {
   it('--json prints the report, with bigints as hex strings', () => {
-    const r = spawnSync(process.execPath, [CLI, 'probe', '--json'], { encoding: 'utf8', timeout: 15000 });
+    const r = spawnSync(process.execPath, [CLI, 'probe', '--json'], { encoding: 'utf8', timeout: scaled(15000) });
     expect(r.status, r.stderr).to.equal(0);
     const report = JSON.parse(r.stdout) as { features: Record<string, boolean>; featureBits: string; kernel: string };
     expect(Object.keys(report.features)).to.have.length(17);
@@ -69,7 +114,7 @@ describe('userfaultfd probe (the CLI)', () => {
   });
 
   it('prints a readable table', () => {
-    const r = spawnSync(process.execPath, [CLI, 'probe'], { encoding: 'utf8', timeout: 15000 });
+    const r = spawnSync(process.execPath, [CLI, 'probe'], { encoding: 'utf8', timeout: scaled(15000) });
     expect(r.status).to.equal(0);
     expect(r.stdout).to.match(/^userfaultfd on Linux /);
     expect(r.stdout).to.match(/THREAD_ID\s+(yes|no)\s+since 4\.14/);

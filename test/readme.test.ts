@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import type { FeatureName } from '../lib/constants';
 import { PACKAGE } from './helpers/child';
 import { kernel, skipIf } from './helpers/memtypes';
+import { scaled } from './helpers/speed';
 
 const README = path.resolve(__dirname, '..', '..', 'README.md');
 
@@ -61,7 +62,7 @@ describe('README examples', () => {
       const code = ex.code.replace(/(['"])userfaultfd\1/g, JSON.stringify(PACKAGE));
       const r = spawnSync(process.execPath, [isModule ? '--input-type=module' : '--input-type=commonjs', '-e', code], {
         encoding: 'utf8',
-        timeout: process.env.UFFD_TEST_VM === '1' ? 60000 : 15000, // emulation runs JS 8-16x slower
+        timeout: scaled(15000), // a limit for hangs, scaled by the machine's speed (emulation runs JS 8-16x slower)
         killSignal: 'SIGKILL',
       });
       expect(r.stderr).to.equal('');

@@ -94,8 +94,21 @@ export function unavailable(type: MemType | undefined, ...features: (FeatureName
     if (why) return why;
   }
   const missing = features.filter((f): f is FeatureName => f !== undefined && !kernel().features[f]);
+  // The kernel has it but will not give it to this process (EVENT_FORK without CAP_SYS_PTRACE).
+  const denied = missing.filter((f) => kernel().denied[f] !== undefined);
+  if (denied.length > 0) return `not privileged for ${denied.map((f) => `${f} (${kernel().denied[f]})`).join(', ')}: needs CAP_SYS_PTRACE`;
   if (missing.length > 0) return `the kernel lacks ${missing.join(', ')}`;
   return undefined;
+}
+
+/**
+ * Why this process cannot open a userfaultfd with `userModeOnly: false` (one that also gets
+ * faults the kernel raises), or undefined if it can.
+ */
+export function kernelModeUnavailable(): string | undefined {
+  const { syscall, device } = kernel().open;
+  if (syscall.ok || device.ok) return undefined;
+  return `not privileged for userModeOnly: false (userfaultfd(2): ${syscall.error}, /dev/userfaultfd: ${device.error}; needs CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=1 or access to /dev/userfaultfd)`;
 }
 
 /**

@@ -5,9 +5,13 @@
 #   VM_EXEC="shell command" (env): run this in /pkg instead of mocha (probes, benches); its
 #   exit status becomes VM-RESULT.
 #   VM_TRACE=1 (env): print "VM-TEST-START <title>" before each test (to place a crash).
-#   VM_WATCHDOG=SECONDS (env, default 580): in-guest watchdog that reports the test that hangs
-#   (and what the kernel says node's threads wait on) and powers off, before the host's outer
-#   `timeout -s KILL` has to kill the VM blind.
+#   VM_STALL=SECONDS (env, default 300) and VM_CAP=SECONDS (env, default 2370): the in-guest
+#   watchdog. A run is hung when no test has started or ended for VM_STALL seconds, or for twice
+#   the running test's mocha timeout plus 30 s if that is longer (a test may raise its own); or
+#   when it has run VM_CAP seconds in all. Then it names the test, shows what the kernel says
+#   node's threads wait on, and powers off, before the host has to kill the VM blind. While a
+#   test runs long it prints a VM-WAITING line every minute: the host takes a console that stays
+#   silent for minutes as a dead VM.
 #
 # ARCH     arm64 | x64
 # PKG_DIR  a staged package for that ARCH (package.json, .mocharc.*, dist/, node_modules with
@@ -69,11 +73,19 @@ cp -a "$PKG" "$ROOT/pkg"
 
 # Root-hook plugin (mocha >= 8): notes the running test so the watchdog can name it.
 cat > "$ROOT/vm-hooks.cjs" <<'HOOKS'
+// Every test start and end writes /tmp/.vm-progress ("<count> <timeout ms>"): the watchdog
+// takes a count that stops changing as a hang.
 const fs = require('fs');
+let events = 0;
+const progress = (t) => { try { fs.writeFileSync('/tmp/.vm-progress', `${++events} ${t ? t.timeout() : 0}`); } catch {} };
 exports.mochaHooks = {
   beforeEach() {
     try { fs.writeFileSync('/tmp/.vm-current-test', this.currentTest.fullTitle()); } catch {}
+    progress(this.currentTest);
     if (process.env.VM_TRACE) process.stdout.write(`VM-TEST-START ${this.currentTest.fullTitle()}\n`);
+  },
+  afterEach() {
+    progress(this.currentTest);
   },
 };
 HOOKS
@@ -81,7 +93,8 @@ HOOKS
 margs=""
 for a in "$@"; do margs+=" '${a//\'/\'\\\'\'}'"; done
 
-WATCHDOG="${VM_WATCHDOG:-580}"
+STALL="${VM_STALL:-300}"
+CAP="${VM_CAP:-2370}"
 if [ -n "${VM_EXEC:-}" ]; then
   printf '%s\n' "$VM_EXEC" > "$ROOT/vm-exec.sh"
   RUN="sh /vm-exec.sh"
@@ -119,12 +132,28 @@ if [ -n "\$hp" ]; then
 fi
 ps=\$(awk '/^KernelPageSize:/ {print \$2; exit}' /proc/self/smaps)
 echo "VM-INFO kernel=\$(uname -r) machine=\$(uname -m) pagesize=\${ps}k hugepagesize=\${hp}kB nr_hugepages=\$(cat /proc/sys/vm/nr_hugepages) uptime=\$(cut -d' ' -f1 /proc/uptime)"
-# Watchdog: a test that touches a registered page with no handler blocks forever.  Name it,
-# show where each task sleeps in the kernel (wchan, e.g. handle_userfault), then power off.
+# Watchdog: a test that touches a registered page with no handler blocks forever, and mocha's
+# own timeout cannot fire while the JS thread sleeps in a fault.  A hang is the absence of
+# progress (no test started or ended for a while), not a total time a slow machine can exceed
+# while working.  Name the test, show where each task sleeps in the kernel (wchan, e.g.
+# handle_userfault), then power off.
 (
-  sleep $WATCHDOG
+  last=""; silent=0; elapsed=0
+  while :; do
+    sleep 10; elapsed=\$((elapsed + 10))
+    cur=\$(cat /tmp/.vm-progress 2>/dev/null)
+    if [ "\$cur" != "\$last" ]; then last="\$cur"; silent=0; else silent=\$((silent + 10)); fi
+    allowed=$STALL
+    ms=\${cur#* }
+    if [ -n "\$cur" ] && [ "\$ms" -gt 0 ] 2>/dev/null; then
+      a=\$((2 * ms / 1000 + 30)); [ "\$a" -gt "\$allowed" ] && allowed=\$a
+    fi
+    if [ "\$silent" -ge "\$allowed" ]; then why="\${silent}s without a test starting or ending"; break; fi
+    if [ "\$elapsed" -ge $CAP ]; then why="\${elapsed}s, the overall cap"; break; fi
+    [ "\$silent" -ge 60 ] && [ \$((silent % 60)) -eq 0 ] && echo "VM-WAITING \${silent}s (of \${allowed}s) in test: \$(cat /tmp/.vm-current-test 2>/dev/null)"
+  done
   echo
-  echo "VM-HUNG after ${WATCHDOG}s in test: \$(cat /tmp/.vm-current-test 2>/dev/null)"
+  echo "VM-HUNG after \$why in test: \$(cat /tmp/.vm-current-test 2>/dev/null)"
   for t in /proc/[0-9]*/task/[0-9]*; do
     c=\$(cat \$t/comm 2>/dev/null)
     case "\$c" in node|*Worker*|libuv*|V8*|*uffd*) echo "  task \${t#/proc/} \$c wchan=\$(cat \$t/wchan 2>/dev/null)";; esac

@@ -4,7 +4,19 @@
 //   node test/vm/run.mjs [PKG_DIR] [--only NAME[,NAME]] [--grep PATTERN] [--jobs 1|2]
 //                        [--timeout SECONDS] [--smp N] [--mem MiB] [--mocha-arg ARG]... [--keep] [--verbose]
 //                        [--no-fetch] [--list] [--exec 'SHELL COMMAND'] [--cmdline 'KERNEL ARGS'] [--trace]
-//                        [--repeat N]
+//                        [--repeat N] [--stall SECONDS] [--silence SECONDS] [--stress] [--stress-args 'STRESS-NG ARGS']
+//
+// --timeout is each VM's overall cap (default 2400 s), generous on purpose: a hang is found by the
+// absence of progress instead. In the guest, no mocha test started or ended for --stall seconds
+// (default 300), or for twice the running test's (speed-scaled) mocha timeout plus 30 s if that
+// is longer, is a hang: the guest names the test and the kernel wait channels of node's threads
+// (VM-HUNG) and powers off. The guest prints a VM-WAITING line each minute a test runs on, so a
+// console silent for --silence seconds (default 180) means a dead VM, which the host kills.
+//
+// --stress runs stress-ng beside the VMs (default '--cpu 2 --io 1 --vm 1 --vm-bytes 256m'; the
+// runner apt-get installs stress-ng if missing when run as root), to check that the suite holds
+// on a busy machine. It is stopped when the runner ends, however it ends, and carries its own
+// --timeout in case the runner is killed.
 //
 // --cmdline appends to the kernel command line (e.g. 'loglevel=7').
 // --trace prints "VM-TEST-START <title>" before each test, to place a crash or a hang.
@@ -46,8 +58,9 @@ const KERNELS = [
 
 // ------------------------------------------------------------------ options
 function parseArgs(argv) {
-  const o = { pkg: null, only: null, grep: null, jobs: 2, timeout: 600, smp: 1, mem: 4096, mochaArgs: [],
-              keep: false, verbose: false, fetch: true, list: false };
+  const o = { pkg: null, only: null, grep: null, jobs: 2, timeout: 2400, stall: 300, silence: 180, smp: 1, mem: 4096,
+              mochaArgs: [], keep: false, verbose: false, fetch: true, list: false, stress: false,
+              stressArgs: '--cpu 2 --io 1 --vm 1 --vm-bytes 256m' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => { if (i + 1 >= argv.length) die(`${a} needs a value`); return argv[++i]; };
@@ -55,6 +68,10 @@ function parseArgs(argv) {
     else if (a === '--grep') o.grep = val();
     else if (a === '--jobs') o.jobs = Math.max(1, Math.min(4, Number(val()) || 1));
     else if (a === '--timeout') o.timeout = Number(val());
+    else if (a === '--stall') o.stall = Number(val());
+    else if (a === '--silence') o.silence = Number(val());
+    else if (a === '--stress') o.stress = true;
+    else if (a === '--stress-args') { o.stress = true; o.stressArgs = val(); }
     else if (a === '--smp') o.smp = Number(val());
     else if (a === '--mem') o.mem = Number(val());
     else if (a === '--cmdline') o.cmdline = val();
@@ -70,6 +87,7 @@ function parseArgs(argv) {
     else if (a.startsWith('-')) die(`unknown option ${a}`);
     else o.pkg = a;
   }
+  for (const k of ['timeout', 'stall', 'silence']) if (!(o[k] > 0)) die(`--${k} needs a number of seconds`);
   o.pkg = path.resolve(o.pkg || path.join(HERE, '..', '..'));
   return o;
 }
@@ -200,8 +218,55 @@ function killGroup(child) {
 // VMs still running, so that Ctrl-C / SIGTERM of this script takes them down too.
 const live = new Set();
 for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => { for (const c of live) killGroup(c); process.exit(130); });
+  process.on(sig, () => { for (const c of live) killGroup(c); stopStress(); process.exit(130); });
 }
+
+// ------------------------------------------------------------------ --stress
+let stress = null;
+
+// stress-ng from the distribution; installed here if missing and we are root.
+function ensureStressNg() {
+  const has = () => spawnSync('sh', ['-c', 'command -v stress-ng'], { stdio: 'ignore' }).status === 0;
+  if (has()) return;
+  if (process.getuid() !== 0) die('--stress needs stress-ng (apt-get install stress-ng), or run as root to have it installed');
+  log('installing stress-ng');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = () => spawnSync('apt-get', ['install', '-y', '-qq', 'stress-ng'], { stdio: ['ignore', 'ignore', 'inherit'], env, timeout: 600_000 }).status === 0;
+  if (!install()) {
+    spawnSync('apt-get', ['update', '-qq'], { stdio: ['ignore', 'ignore', 'inherit'], env, timeout: 600_000 });
+    if (!install() || !has()) die('could not install stress-ng');
+  }
+}
+
+// Starts the load in its own process group. Its own --timeout ends it even if this runner is
+// SIGKILLed and cannot stop it.
+function startStress(opts, work, seconds) {
+  ensureStressNg();
+  const args = [...opts.stressArgs.split(/\s+/).filter(Boolean), '--timeout', `${seconds}s`, '--temp-path', work];
+  const logFile = path.join(work, 'stress-ng.log');
+  const fd = fs.openSync(logFile, 'w');
+  stress = spawn('stress-ng', args, { stdio: ['ignore', fd, fd], detached: true });
+  fs.closeSync(fd);
+  stress.on('exit', (code, sig) => { if (stress) log(`stress-ng ended early (${sig ?? code}): see ${logFile}`); stress = null; });
+  log(`stress: stress-ng ${args.join(' ')} (pid ${stress.pid}) beside the VMs`);
+}
+
+// Stops the load, whatever happens to the run: called on every way out.
+function stopStress() {
+  if (!stress) return;
+  const s = stress;
+  stress = null;
+  try { process.kill(-s.pid, 'SIGTERM'); } catch {}
+  // stress-ng's workers end within a second of SIGTERM; make sure.
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    try { process.kill(-s.pid, 0); } catch { break; }
+    spawnSync('sleep', ['0.2']);
+  }
+  try { process.kill(-s.pid, 'SIGKILL'); } catch {}
+  log('stress: stopped');
+}
+process.on('exit', stopStress);
 
 function runVM(k, cpio, opts, logFile) {
   return new Promise((resolve) => {
@@ -216,10 +281,20 @@ function runVM(k, cpio, opts, logFile) {
                         { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     live.add(child);
     const timer = setTimeout(() => killGroup(child), (opts.timeout + 15) * 1000);
+    // A console silent for opts.silence seconds is a dead guest: a live one prints at least a
+    // VM-WAITING line a minute (initramfs.sh's watchdog), so this never cuts a slow test short.
+    let lastOutput = Date.now();
+    let silentS = null;
+    const silence = setInterval(() => {
+      if (Date.now() - lastOutput < opts.silence * 1000) return;
+      silentS = Math.round((Date.now() - lastOutput) / 1000);
+      killGroup(child);
+    }, 5000);
     // setEncoding: a multi-byte character split across two reads must not turn into U+FFFD.
     child.stdout.setEncoding('utf8');
     child.stderr.setEncoding('utf8');
     const onData = (s) => {
+      lastOutput = Date.now();
       out.write(s);
       buf += s;
       if (bootS === null && buf.includes('VM-BEGIN')) bootS = (Date.now() - t0) / 1000;
@@ -229,9 +304,10 @@ function runVM(k, cpio, opts, logFile) {
     child.stderr.on('data', onData);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      clearInterval(silence);
       live.delete(child);
       out.end();
-      resolve({ code, signal, log: buf, bootS, totalS: (Date.now() - t0) / 1000 });
+      resolve({ code, signal, log: buf, bootS, silentS, totalS: (Date.now() - t0) / 1000 });
     });
   });
 }
@@ -260,9 +336,10 @@ function parseLog(k, r, opts) {
     skips: skipReasons(body),
   };
   const timedOut = r.code === 137 || r.code === 124 || r.signal === 'SIGKILL' || r.totalS >= opts.timeout;
-  const hung = /VM-HUNG after \S+ in test: (.*)/.exec(log);
-  if (hung && res.rc === null) res.why = `timeout: hung in test "${hung[1].trim()}"`;
-  else if (timedOut && res.rc === null) res.why = `timeout after ${opts.timeout}s`;
+  const hung = /VM-HUNG after (.*?) in test: (.*)/.exec(log);
+  if (hung && res.rc === null) res.why = `hung (${hung[1]}) in test "${hung[2].trim()}"`;
+  else if (r.silentS !== null && res.rc === null) res.why = `no console output for ${r.silentS}s: the guest died`;
+  else if (timedOut && res.rc === null) res.why = `timeout after ${opts.timeout}s (the overall cap)`;
   else if (!log.includes('VM-BEGIN')) res.why = 'no boot (no VM-BEGIN marker)';
   else if (res.rc === null) res.why = 'VM ended without VM-RESULT (crash or panic?)';
   else if (res.rc !== 0 && res.failed === 0) res.why = `mocha exit ${res.rc}`;
@@ -328,10 +405,12 @@ async function main() {
     cpios[arch] = path.join(work, `initramfs-${arch}.cpio`);
     // The in-guest watchdog fires before the outer kill so that the log names the hung test.
     run('bash', [path.join(HERE, 'initramfs.sh'), arch, stage, cpios[arch], ...mochaArgs],
-        { env: { ...HELPER_ENV, VM_WATCHDOG: String(Math.max(10, opts.timeout - 25)), VM_EXEC: opts.exec || '', VM_TRACE: opts.trace ? '1' : '' } });
+        { env: { ...HELPER_ENV, VM_STALL: String(opts.stall), VM_CAP: String(Math.max(10, opts.timeout - 30)), VM_EXEC: opts.exec || '', VM_TRACE: opts.trace ? '1' : '' } });
     log(`initramfs ${arch}: ${(fs.statSync(cpios[arch]).size / 1048576).toFixed(0)} MB`);
   }
   const prepS = (Date.now() - t0) / 1000;
+  // The load lasts at most as long as every VM could, one batch of --jobs after another.
+  if (opts.stress) startStress(opts, work, Math.ceil(kernels.length / opts.jobs) * (opts.timeout + 60));
 
   // Run the VMs, at most opts.jobs at once; print each line as soon as its VM is done.
   const results = new Array(kernels.length);
@@ -354,7 +433,11 @@ async function main() {
                   (res.why ? ` [${res.why}]` : '') + (res.bootS ? ` (boot ${res.bootS.toFixed(1)}s)` : ''));
     }
   };
-  await Promise.all(Array.from({ length: Math.min(opts.jobs, kernels.length) }, worker));
+  try {
+    await Promise.all(Array.from({ length: Math.min(opts.jobs, kernels.length) }, worker));
+  } finally {
+    stopStress();
+  }
 
   // Why tests skipped, per kernel: what each kernel lacks, as the tests said it.
   for (const r of results.filter((x) => x && !opts.exec && x.skipped > 0)) {
@@ -373,7 +456,7 @@ async function main() {
     console.log(lines.slice(0, 300).join('\n') + (lines.length > 300 ? `\n... (${lines.length - 300} more lines)` : ''));
   }
   const tot = (f) => results.reduce((s, r) => s + r[f], 0);
-  console.log(`vm total: kernels ok ${results.length - bad.length}/${results.length}, passed ${tot('passed')}, failed ${tot('failed')}, skipped ${tot('skipped')}, prepare ${prepS.toFixed(0)}s, wall ${((Date.now() - t0) / 1000).toFixed(0)}s`);
+  console.log(`vm total${opts.stress ? ' (with stress-ng beside)' : ''}: kernels ok ${results.length - bad.length}/${results.length}, passed ${tot('passed')}, failed ${tot('failed')}, skipped ${tot('skipped')}, prepare ${prepS.toFixed(0)}s, wall ${((Date.now() - t0) / 1000).toFixed(0)}s`);
 
   // Keep the logs when something failed (or on --keep); the large cpio files go either way.
   for (const a of Object.values(cpios)) fs.rmSync(a, { force: true });
@@ -385,4 +468,4 @@ async function main() {
   return bad.length ? 1 : 0;
 }
 
-main().then((rc) => process.exit(rc), (e) => { console.error(e); process.exit(2); });
+main().then((rc) => process.exit(rc), (e) => { console.error(e); stopStress(); process.exit(2); });
