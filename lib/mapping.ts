@@ -99,7 +99,6 @@ export function holdMapping(m: Mapping, holder: object): () => void {
   return () => holders.delete(holder);
 }
 
-/** A protection string as PROT_* bits. */
 // Every ArrayBuffer a Mapping hands out, to its native mapping: a policy that copies from one
 // holds the mapping, so that an unmap() cannot free the memory under the event thread.
 const bufferOwners = new WeakMap<ArrayBuffer, NativeMapping>();
@@ -109,6 +108,7 @@ export function mappingOfBuffer(buffer: ArrayBufferLike): NativeMapping | undefi
   return bufferOwners.get(buffer as ArrayBuffer);
 }
 
+/** A protection string as PROT_* bits. */
 export function protBits(prot: unknown): number {
   const p = oneOf(prot, PROTECTIONS, 'prot');
   return (p.includes('r') ? PROT.READ : 0) | (p.includes('w') ? PROT.WRITE : 0) | (p.includes('x') ? PROT.EXEC : 0);
