@@ -25,17 +25,20 @@ describe('compact (concurrent)', function () {
   }
 
   it('mutators use the to-space at once: faults are served by on-demand moves, the rest moves in the background', async function () {
-    const { from, to } = spaces(512, 512);
     const live: number[] = [];
     for (let i = 0; i < 512; i++) if (i % 3 !== 1) live.push(i);
+    // A to-space of just the layout, so that the touching threads can be given the Mapping.
+    const { from, to } = spaces(512, live.length);
     const c = compact(uffd, from, to, live, { mode: 'concurrent', chunkPages: 16 });
     const last = live.length - 1;
     expect(c.forwarding.page(live[last])).to.equal(last);
     // The JS thread reads a page the background pass has not reached: the event thread moves it.
     expect(pageHolds(to.bytes({ offset: last * PAGE, length: PAGE }), 0, live[last])).to.equal(true);
     expect(c.progress().faultsServed).to.be.at.least(1);
-    // Native threads read every page of the layout while the pass runs.
-    const touching = testing.touch({ address: to.address, length: live.length * PAGE }, { threads: 2, order: 'random' });
+    // Native threads read every page of the layout while the pass runs. Given the Mapping (not
+    // its address), they keep it mapped until they end: if done rejects, the suite's cleanup
+    // unmaps it while they may still be reading, which was a SIGSEGV hiding the failure.
+    const touching = testing.touch(to, { threads: 2, order: 'random' });
     const result = await c.done;
     const sums = await touching;
     expect(result).to.include({ pagesMoved: live.length, holes: 0, bytes: live.length * PAGE });
@@ -56,13 +59,14 @@ describe('compact (concurrent)', function () {
     let onDemand = 0;
     for (let round = 0; round < 6; round++) {
       const pages = 1024;
-      const { from, to } = spaces(pages, pages);
       const live: number[] = [];
       for (let i = 0; i < pages; i++) if ((i * 7 + round) % 5 !== 0) live.push(i);
+      const { from, to } = spaces(pages, live.length);
       const c = compact(uffd, from, to, live, { mode: 'concurrent', chunkPages: 1 });
       // Both threads touch every page (no partition), in random orders: the event thread sees
       // the same page twice (EEXIST, wake), and the pass finds pages already moved (skipped).
-      const touching = testing.touch({ address: to.address, length: live.length * PAGE }, { threads: 2, partition: false, order: 'random', seed: round + 1 });
+      // The Mapping keeps the to-space mapped under them whatever the cleanup does (see above).
+      const touching = testing.touch(to, { threads: 2, partition: false, order: 'random', seed: round + 1 });
       const result = await c.done;
       const sums = await touching;
       const expected = live.reduce((n, old) => n + BigInt(old + 1), 0n);
