@@ -313,4 +313,38 @@ describe('compact (concurrent)', function () {
     expect(r.status, r.stderr).to.equal(0);
     expect(JSON.parse(r.stdout.trim())).to.deep.equal({ error: 'EEXIST', byte: 6, same: true, touched: 1 });
   });
+
+  it('in a child: unmap() of the from-space during the compaction leaves its memory to the policy until it goes', function () {
+    // The move table holds from-space addresses. Unmapped at once, faults found no source there
+    // (zeros and an ENOENT error), and a new mapping could take the range: the event thread would
+    // then move someone else's pages into the to-space.
+    const out = childJson<{ error: string; errors: string[]; bytes: number[]; heldWhilePolicy: boolean; unmappedAfter: boolean; hidden: boolean }>(
+      `(async () => {
+         const fs = require('node:fs');
+         const u = uffd.Userfaultfd.open({ features: ['MOVE'] });
+         const page = uffd.pageSize();
+         const from = uffd.Mapping.anonymous(8 * page, { hugepage: false });
+         from.madvise('DONTFORK');
+         for (let i = 0; i < 8; i++) from.bytes({ offset: i * page, length: page }).fill(i + 1);
+         const to = uffd.Mapping.anonymous(8 * page);
+         u.register(to);
+         const errors = [];
+         u.on('error', (e) => errors.push(e.code));
+         const start = from.address.toString(16);
+         const inMaps = () => fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').some((l) => l.startsWith(start + '-'));
+         const c = uffd.compact(u, from, to, [{ offset: 0, length: 8 * page }], { mode: 'concurrent', chunkPages: 1 });
+         from.unmap(); // before the pass has moved anything: it stops at once
+         const error = await c.done.then(() => 'resolved', (e) => e.code);
+         // Every page is still in the from-space; the policy that stays moves each on demand.
+         await uffd.testing.touch(to, { threads: 2 });
+         const bytes = [];
+         for (let i = 0; i < 8; i++) bytes.push(to.bytes({ offset: i * page, length: page }).every((b) => b === i + 1) ? i + 1 : -1);
+         const heldWhilePolicy = inMaps();
+         u.close();
+         console.log(JSON.stringify({ error, errors, bytes, heldWhilePolicy, unmappedAfter: !inMaps(), hidden: !from.mapped }));
+       })();`,
+      { timeoutMs: 30000 },
+    );
+    expect(out).to.deep.equal({ error: 'ERR_UFFD_UNMAPPED', errors: [], bytes: [1, 2, 3, 4, 5, 6, 7, 8], heldWhilePolicy: true, unmappedAfter: true, hidden: true });
+  });
 });
