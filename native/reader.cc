@@ -468,6 +468,15 @@ bool Reader::Resolve(const uffd_msg& msg, RingSlot* out, size_t* used) {
     return res;
   };
 
+  // Counted before the resolution, which wakes the faulting thread: a thread (the JS thread
+  // itself, say) that reads the stats once its access returns must see its fault and its bytes
+  // among them. The bytes are corrected to what was done below, and a resolution deferred by
+  // EAGAIN takes both back.
+  const uint64_t counted = unit;
+  if (policy) {
+    policy->stats.faults++;
+    policy->stats.bytes += counted;
+  }
   const char* ioctl_name = "UFFDIO_COPY";
   IoctlResult r = {0, 0};
   if (flags & UFFD_PAGEFAULT_FLAG_WP) {
@@ -565,12 +574,15 @@ bool Reader::Resolve(const uffd_msg& msg, RingSlot* out, size_t* used) {
   if (r.err == EAGAIN) {
     // An unread FORK/REMAP/REMOVE/UNMAP event is changing the address space: retry after the
     // next read has taken it.
-    if (policy) policy->stats.retries++;
+    if (policy) {
+      policy->stats.faults--;
+      policy->stats.bytes -= counted;
+      policy->stats.retries++;
+    }
     return false;
   }
-  if (policy) {
-    policy->stats.faults++;
-    policy->stats.bytes += static_cast<uint64_t>(r.bytes);
+  if (policy && static_cast<uint64_t>(r.bytes) < counted) {
+    policy->stats.bytes -= counted - static_cast<uint64_t>(r.bytes);
   }
   if (r.err != 0 || guard) {
     if (policy && r.err) policy->stats.errors++;

@@ -154,6 +154,41 @@ describe('compact (concurrent)', function () {
     expect(out.bad).to.equal(0);
   });
 
+  it('in a child: a fault served on demand is in the stats when the faulting thread resumes', function () {
+    // The event thread counted a fault after its resolution, which wakes the faulting thread: on
+    // one CPU the woken JS thread ran first and read faultsServed 0 for the page it had just
+    // been served (every time with a huge-page from-space, whose split makes the move longer).
+    skipIf(this, thpUnavailable());
+    const taskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+    const out = childJson<{ misses: number; wrong: number }>(
+      `(async () => {
+         const page = uffd.pageSize();
+         const pages = ARGS.huge / page;
+         let misses = 0;
+         let wrong = 0;
+         for (let round = 0; round < ARGS.rounds; round++) {
+           const u = uffd.Userfaultfd.open({ features: ['MOVE'] });
+           const from = uffd.Mapping.anonymous(pages * page, { hugepage: true });
+           from.madvise('DONTFORK');
+           from.bytes().fill(round + 1);
+           const to = uffd.Mapping.anonymous(pages * page);
+           u.register(to);
+           const c = uffd.compact(u, from, to, [{ offset: 0, length: pages * page }], { mode: 'concurrent' });
+           // The JS thread faults on the last page; the event thread moves it on demand.
+           if (to.bytes({ offset: (pages - 1) * page, length: page })[0] !== round + 1) wrong++;
+           if (c.progress().faultsServed < 1) misses++;
+           await c.done;
+           u.close();
+           from.unmap();
+           to.unmap();
+         }
+         console.log(JSON.stringify({ misses, wrong }));
+       })();`,
+      { timeoutMs: 60000, args: { rounds: 10, huge: thpSize() }, command: taskset ? ['taskset', '-c', '0'] : undefined },
+    );
+    expect(out).to.deep.equal({ misses: 0, wrong: 0 });
+  });
+
   it('live holes become zero pages; the dead pages stay', async function () {
     const from = map(Mapping.anonymous(8 * PAGE));
     fillPage(from.bytes(), 1, 1);
