@@ -468,10 +468,10 @@ bool Reader::Resolve(const uffd_msg& msg, RingSlot* out, size_t* used) {
     return res;
   };
 
-  // Counted before the resolution, which wakes the faulting thread: a thread (the JS thread
-  // itself, say) that reads the stats once its access returns must see its fault and its bytes
-  // among them. The bytes are corrected to what was done below, and a resolution deferred by
-  // EAGAIN takes both back.
+  // Counted before the resolution wakes the faulting thread, so that whoever that thread tells
+  // (the JS thread, reading stats() after a touch) sees it; corrected below once the result is
+  // known. stats() reads the counters without the lock held across resolutions, so it never
+  // waits for one (a pread on a hung file system, say).
   const uint64_t counted = unit;
   if (policy) {
     policy->stats.faults++;
@@ -575,15 +575,13 @@ bool Reader::Resolve(const uffd_msg& msg, RingSlot* out, size_t* used) {
     // An unread FORK/REMAP/REMOVE/UNMAP event is changing the address space: retry after the
     // next read has taken it.
     if (policy) {
+      policy->stats.retries++;
       policy->stats.faults--;
       policy->stats.bytes -= counted;
-      policy->stats.retries++;
     }
     return false;
   }
-  if (policy && static_cast<uint64_t>(r.bytes) < counted) {
-    policy->stats.bytes -= counted - static_cast<uint64_t>(r.bytes);
-  }
+  if (policy) policy->stats.bytes -= counted - static_cast<uint64_t>(r.bytes);
   if (r.err != 0 || guard) {
     if (policy && r.err) policy->stats.errors++;
     out[(*used)++] =

@@ -4,9 +4,9 @@
  * from-space page on demand, while a background pass moves the rest.
  */
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
 import { compact, Mapping, testing, Userfaultfd } from '../lib/index';
-import { childJson, runChild } from './helpers/child';
+import { runChild } from './helpers/child';
+import { canPinToOneCpu, childJsonOnOneCpu } from './helpers/one-cpu';
 import { skipIf } from './helpers/memtypes';
 import { fillPage, moveSuite, PAGE, pageHolds, thpUnavailable } from './helpers/move';
 import { thpSize } from '../lib/sysinfo';
@@ -99,9 +99,8 @@ describe('compact (concurrent)', function () {
     skipIf(this, thpUnavailable());
     this.timeout(300000);
     const vm = process.env.UFFD_TEST_VM === '1';
-    const taskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
-    if (!taskset) process.stdout.write('      (no taskset: the child runs on every CPU, where the race is rarer)\n');
-    const out = childJson<{ outcomes: Record<string, number>; errors: string[]; bad: number }>(
+    if (!canPinToOneCpu()) process.stdout.write('      (no taskset: the child runs on every CPU, where the race is rarer)\n');
+    const out = childJsonOnOneCpu<{ outcomes: Record<string, number>; errors: string[]; bad: number }>(
       `const page = uffd.pageSize();
        const pages = ARGS.huge / page;
        const outcomes = {};
@@ -147,7 +146,7 @@ describe('compact (concurrent)', function () {
        })();`,
       // The whole process on one CPU, as in a 1-vCPU VM, where it was seen: the race is rarer
       // with a CPU per thread.
-      { timeoutMs: 120000, args: { rounds: vm ? 15 : 80, huge: thpSize() }, command: taskset ? ['taskset', '-c', '0'] : undefined },
+      { timeoutMs: 120000, args: { rounds: vm ? 15 : 80, huge: thpSize() } },
     );
     expect(out.errors).to.deep.equal([]);
     expect(out.outcomes).to.deep.equal({ ok: vm ? 15 : 80 });
@@ -159,8 +158,7 @@ describe('compact (concurrent)', function () {
     // one CPU the woken JS thread ran first and read faultsServed 0 for the page it had just
     // been served (every time with a huge-page from-space, whose split makes the move longer).
     skipIf(this, thpUnavailable());
-    const taskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
-    const out = childJson<{ misses: number; wrong: number }>(
+    const out = childJsonOnOneCpu<{ misses: number; wrong: number }>(
       `(async () => {
          const page = uffd.pageSize();
          const pages = ARGS.huge / page;
@@ -184,7 +182,7 @@ describe('compact (concurrent)', function () {
          }
          console.log(JSON.stringify({ misses, wrong }));
        })();`,
-      { timeoutMs: 60000, args: { rounds: 10, huge: thpSize() }, command: taskset ? ['taskset', '-c', '0'] : undefined },
+      { timeoutMs: 60000, args: { rounds: 10, huge: thpSize() } },
     );
     expect(out).to.deep.equal({ misses: 0, wrong: 0 });
   });
@@ -353,7 +351,7 @@ describe('compact (concurrent)', function () {
     // The move table holds from-space addresses. Unmapped at once, faults found no source there
     // (zeros and an ENOENT error), and a new mapping could take the range: the event thread would
     // then move someone else's pages into the to-space.
-    const out = childJson<{ error: string; errors: string[]; bytes: number[]; heldWhilePolicy: boolean; unmappedAfter: boolean; hidden: boolean }>(
+    const out = childJsonOnOneCpu<{ error: string; errors: string[]; bytes: number[]; heldWhilePolicy: boolean; unmappedAfter: boolean; hidden: boolean }>(
       `(async () => {
          const fs = require('node:fs');
          const u = uffd.Userfaultfd.open({ features: ['MOVE'] });

@@ -22,15 +22,13 @@ export interface ChildResult {
  * Runs `script` (CommonJS; `uffd` is the package) in a fresh node, killed with SIGKILL after
  * `timeoutMs`. `args` are passed as JSON in `ARGS`.
  */
-export function runChild(script: string, options: { timeoutMs?: number; args?: unknown; nodeArgs?: string[]; command?: string[] } = {}): ChildResult {
+export function runChild(script: string, options: { timeoutMs?: number; args?: unknown; nodeArgs?: string[] } = {}): ChildResult {
   // Under software emulation (test/vm sets UFFD_TEST_VM) JS runs 8-16x slower: scale the limit,
   // which is there to end hangs, not to judge speed.
   const timeoutMs = (options.timeoutMs ?? 15000) * (process.env.UFFD_TEST_VM === '1' ? 4 : 1);
   const prelude = `const uffd = require(${JSON.stringify(PACKAGE)}); const ARGS = ${JSON.stringify(options.args ?? null)};\n`;
   const started = Date.now();
-  // `command`: a program that execs node in the same process (e.g. `taskset -c 0`).
-  const [program, ...args] = [...(options.command ?? []), process.execPath, ...(options.nodeArgs ?? []), '-e', prelude + script];
-  const r = spawnSync(program, args, {
+  const r = spawnSync(process.execPath, [...(options.nodeArgs ?? []), '-e', prelude + script], {
     encoding: 'utf8',
     timeout: timeoutMs,
     killSignal: 'SIGKILL',
@@ -59,12 +57,11 @@ export function expectClean(r: ChildResult): void {
  * runChild, then the JSON of the last line the child printed (asserting it ended cleanly). The
  * child's `ARGS` hold `pkg` (the package) and `memtypes` (the memory-type helper), plus `args`.
  */
-export function childJson<T>(script: string, options: { timeoutMs?: number; args?: Record<string, unknown>; nodeArgs?: string[]; command?: string[] } = {}): T {
+export function childJson<T>(script: string, options: { timeoutMs?: number; args?: Record<string, unknown>; nodeArgs?: string[] } = {}): T {
   const r = runChild(script, {
     timeoutMs: options.timeoutMs ?? 15000,
     args: { pkg: PACKAGE, memtypes: MEMTYPES_JS, ...options.args },
     nodeArgs: options.nodeArgs,
-    command: options.command,
   });
   expectClean(r);
   const lines = r.stdout.trim().split('\n');
