@@ -498,6 +498,7 @@ export function movePageList(uffd: Userfaultfd, moves: readonly MoveSpec[] | Big
 }
 
 const EEXIST = 17;
+const EBUSY = 16;
 
 /**
  * The background pass of a concurrent compaction: like movePageList, but a destination page that
@@ -534,10 +535,22 @@ export function moveSkippingMapped(
     const errno = state[2];
     if (errno === 0) break;
     if (errno === EEXIST) {
-      // Not "is the source a hole now?": khugepaged may have filled that hole with a zeroed
-      // page, and the pass would report a conflict where there is none.
-      if (!movedOnDemand(ops[index * 3] + BigInt(done))) throw stopped(errno, ops, index, done, report);
-      skipped++;
+      // Moved on demand is told by the claim, not by "is the source a hole now?": khugepaged may
+      // have filled that hole with a zeroed page, and the pass would report a conflict where
+      // there is none.
+      const dst = ops[index * 3] + BigInt(done);
+      if (movedOnDemand(dst)) {
+        skipped++;
+      } else if (populatedRuns(ops[index * 3 + 1] + BigInt(done), PAGE_SIZE).length === 0) {
+        // Unclaimed, and the source page is gone: this very ioctl moved it and then said EEXIST.
+        // The kernel does that (6.18 here) when the source is a huge page that the event
+        // thread's on-demand move of another of its pages splits at the same moment: presumably
+        // a retry inside the ioctl finds the page it has just moved. Seen with a THP from-space,
+        // which THP 'always' makes of any heap; it made done reject with a false conflict.
+        report.moved += PAGE_SIZE;
+      } else {
+        throw stopped(errno, ops, index, done, report);
+      }
       done += PAGE_SIZE;
       if (done >= Number(ops[index * 3 + 2])) {
         index++;
@@ -545,7 +558,9 @@ export function moveSkippingMapped(
       }
       continue;
     }
-    if (errno === EAGAIN && retries < s.attempts) {
+    // EBUSY too: besides a page shared with a child (which outlasts the retries), the source
+    // huge page being split by an on-demand move of another of its pages gives a passing EBUSY.
+    if ((errno === EAGAIN || errno === EBUSY) && retries < s.attempts) {
       sleep(Math.min(s.delayMs * 2 ** retries, s.maxDelayMs));
       retries++;
       report.retries++;

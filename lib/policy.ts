@@ -59,8 +59,10 @@ export interface PolicyOptions {
   unit?: number;
   /**
    * An object the policy keeps referenced while it is installed, so the garbage collector cannot
-   * unmap it under the event thread: the Mapping a `moveFrom` table points into, say. (An
-   * explicit `unmap()` still unmaps it; faults then get zero pages and ENOENT 'error' events.)
+   * unmap it under the event thread: the Mapping a `moveFrom` table points into, say. A Mapping
+   * that holds every address of a `moveFrom` table is also pinned: an explicit `unmap()` hides
+   * it from JS at once but leaves the munmap to the policy's removal, so no later mapping at
+   * that address is ever moved from.
    */
   retain?: object;
 }

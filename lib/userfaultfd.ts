@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { native, type NativeUffd } from './binding';
 import { EVENT_TYPES, EventQueue, FaultError, decodeEvents, type NativeReport, type UffdEvent } from './events';
-import { mappingOfBuffer } from './mapping';
+import { Mapping, mappingOfBuffer, nativeHandle } from './mapping';
 import { PolicyHandle, nativePolicy, type Policy, type PolicyOptions } from './policy';
 import {
   FEATURES,
@@ -409,7 +409,9 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     this.#startReader();
     // A source inside a Mapping pins it: unmap() then leaves the memory mapped until the policy
     // is removed, as it does for testing jobs, so faults never get a later mapping's bytes.
-    const pin = typeof source === 'object' ? mappingOfBuffer(ArrayBuffer.isView(source) ? source.buffer : source) : undefined;
+    // A move table pins the Mapping it is told to retain (the compactor's from-space), if every
+    // address in the table lies in it.
+    const pin = kind === 5 ? (retain instanceof Mapping ? nativeHandle(retain) : undefined) : typeof source === 'object' ? mappingOfBuffer(ArrayBuffer.isView(source) ? source.buffer : source) : undefined;
     const id = this.#handle.addPolicy(r.address, r.length, kind, unit, source, offset, retain as object | undefined, pin);
     this.#policies++;
     this.#syncRef();

@@ -31,6 +31,10 @@ constexpr size_t kMaxDeferred = 1 << 14;
 // thread keeps up.
 constexpr int kMainGraceMs = 2;
 constexpr uint64_t kWpOff = 0;
+// EBUSY results in a row that a move policy retries (one poll period of 1 ms or more apart)
+// before it reports one: enough for a concurrent huge-page split to end, few enough that a
+// page shared after fork is reported within a fraction of a second.
+constexpr uint32_t kMaxBusyRetries = 100;
 
 // A read-only mapping of zeros, the source for "zero page" resolutions where UFFDIO_ZEROPAGE is
 // not offered (hugetlbfs). Reading it maps the shared zero page; it is never written.
@@ -548,6 +552,18 @@ bool Reader::Resolve(const uffd_msg& msg, RingSlot* out, size_t* used) {
     }
   }
 
+  if (policy && policy->kind == PolicyKind::kMoveTable) {
+    // An EBUSY that passes: the source huge page is being split by another mover (the
+    // compactor's background pass) at this moment. Retried like EAGAIN, but only so many times
+    // in a row: a page shared with a child process (fork) stays EBUSY, and that is reported.
+    // Only with nothing moved: a retry starts at the unit's start, which would then be EEXIST.
+    if (r.err == EBUSY && r.bytes == 0 && policy->busy_streak < kMaxBusyRetries) {
+      policy->busy_streak++;
+      r.err = EAGAIN;
+    } else {
+      policy->busy_streak = 0;
+    }
+  }
   if (r.err == EEXIST) {
     // Already resolved (another thread faulted on the same page, or a racing resolution):
     // waking is all that is left to do.

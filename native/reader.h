@@ -74,6 +74,8 @@ struct Policy {
   // detached.
   uint8_t* claims = nullptr;
   size_t claims_len = 0;
+  // kMoveTable: EBUSY results in a row, each retried like EAGAIN (event thread only; see Resolve).
+  uint32_t busy_streak = 0;
   PolicyStats stats;
 
   Policy() = default;

@@ -354,7 +354,7 @@ int OwnReadableFd(Napi::Env env, int fd) {
 }  // namespace
 
 // addPolicy(address, length, kind, unit, source, offset, retain, pin) -> id. pin: the Mapping a
-// copy source lies in, if any. source: a buffer (copy), an
+// copy source, or every move table address, lies in, if any. source: a buffer (copy), an
 // fd (copy from file), a BigUint64Array of source addresses (move table, copied), or undefined.
 // offset: the file offset (copy from file), or the optional Uint8Array of claims over a
 // SharedArrayBuffer (move table).
@@ -414,6 +414,20 @@ Napi::Value UffdHandle::AddPolicy(const Napi::CallbackInfo& info) {
     // detach (postMessage, structuredClone or transfer()) or shrink (a resizable ArrayBuffer).
     policy->table.assign(table.Data(), table.Data() + table.ElementLength());
     source = env.Undefined();
+    // The Mapping every source address lies in, if given (the compactor's from-space): an
+    // explicit unmap() of it then leaves the munmap to the policy's removal. Unpinned, a new
+    // mapping could take that address range, and the event thread would move its pages into
+    // the destination: someone else's memory, taken without a word.
+    std::shared_ptr<Region> region = MappingHandle::RegionOf(info[7]);
+    if (region) {
+      const auto lo = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(region->addr));
+      const uint64_t hi = lo + region->length;
+      bool inside = true;
+      for (uint64_t src : policy->table) {
+        if (src != 0 && (src < lo || src > hi || hi - src < unit)) inside = false;
+      }
+      if (inside) policy->source_use = std::make_unique<RegionUse>(std::move(region));
+    }
     Napi::Value claims = info[5];
     if (!claims.IsUndefined()) {
       auto bytes = TypedArrayArg<Napi::Uint8Array>(env, claims, napi_uint8_array, units,
