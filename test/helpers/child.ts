@@ -23,13 +23,22 @@ export interface ChildResult {
  * Runs `script` (CommonJS; `uffd` is the package) in a fresh node, killed with SIGKILL after
  * `timeoutMs`. `args` are passed as JSON in `ARGS`.
  */
-export function runChild(script: string, options: { timeoutMs?: number; args?: unknown; nodeArgs?: string[] } = {}): ChildResult {
+export interface ChildOptions {
+  timeoutMs?: number;
+  args?: unknown;
+  nodeArgs?: string[];
+  /** A command the child runs under, e.g. `['taskset', '-c', '0']`. */
+  wrapper?: string[];
+}
+
+export function runChild(script: string, options: ChildOptions = {}): ChildResult {
   // The limit is there to end hangs, not to judge speed: scaled by how slow the machine runs
   // (busy, emulated under test/vm, sanitized), as mocha's own timeouts are (helpers/speed.ts).
   const timeoutMs = scaled(options.timeoutMs ?? 15000);
   const prelude = `const uffd = require(${JSON.stringify(PACKAGE)}); const ARGS = ${JSON.stringify(options.args ?? null)};\n`;
   const started = Date.now();
-  const r = spawnSync(process.execPath, [...(options.nodeArgs ?? []), '-e', prelude + script], {
+  const [program, ...argv] = [...(options.wrapper ?? []), process.execPath, ...(options.nodeArgs ?? []), '-e', prelude + script];
+  const r = spawnSync(program, argv, {
     encoding: 'utf8',
     timeout: timeoutMs,
     killSignal: 'SIGKILL',
@@ -58,12 +67,8 @@ export function expectClean(r: ChildResult): void {
  * runChild, then the JSON of the last line the child printed (asserting it ended cleanly). The
  * child's `ARGS` hold `pkg` (the package) and `memtypes` (the memory-type helper), plus `args`.
  */
-export function childJson<T>(script: string, options: { timeoutMs?: number; args?: Record<string, unknown>; nodeArgs?: string[] } = {}): T {
-  const r = runChild(script, {
-    timeoutMs: options.timeoutMs ?? 15000,
-    args: { pkg: PACKAGE, memtypes: MEMTYPES_JS, ...options.args },
-    nodeArgs: options.nodeArgs,
-  });
+export function childJson<T>(script: string, options: ChildOptions & { args?: Record<string, unknown> } = {}): T {
+  const r = runChild(script, { ...options, args: { pkg: PACKAGE, memtypes: MEMTYPES_JS, ...options.args } });
   expectClean(r);
   const lines = r.stdout.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]) as T;
@@ -74,7 +79,7 @@ export function childJson<T>(script: string, options: { timeoutMs?: number; args
  * spawned without waiting, killed with SIGKILL after its own `timeoutMs`.
  */
 export function runChildren(scripts: string[], options: { timeoutMs?: number; args?: unknown } = {}): Promise<ChildResult[]> {
-  const timeoutMs = (options.timeoutMs ?? 15000) * (process.env.UFFD_TEST_VM === '1' ? 4 : 1);
+  const timeoutMs = scaled(options.timeoutMs ?? 15000);
   const prelude = `const uffd = require(${JSON.stringify(PACKAGE)}); const ARGS = ${JSON.stringify(options.args ?? null)};\n`;
   return Promise.all(
     scripts.map(
