@@ -8,7 +8,8 @@
  * process killed after a hard timeout; the child prints one JSON line with what it saw.
  */
 import { expect } from 'chai';
-import { childJson, expectClean, runChild } from './helpers/child';
+import { childJson, expectClean, runChild, spawnChild } from './helpers/child';
+import { scaled } from './helpers/speed';
 import { MEMTYPES, skipIf, unavailable } from './helpers/memtypes';
 
 describe('lifetime: close() with faults pending', () => {
@@ -281,10 +282,11 @@ describe('lifetime: ref() and unref()', () => {
     { title: 'ref() after unref() keeps it alive again', setup: `u.on('pagefault', () => {}); u.unref(); u.ref();`, alive: true },
   ];
   for (const c of cases) {
-    it(c.title, () => {
-      // Kept alive: killed after 4 s (an unref()ed timer, which cannot keep it alive itself,
-      // shows the loop still turning). Not kept alive: exits by itself long before the limit.
-      const r = runChild(
+    it(c.title, async () => {
+      // Kept alive: an unref()ed timer, which cannot keep the loop alive itself, fires and
+      // shows it still turning; the child is then killed. Not kept alive: it exits by itself
+      // right after 'ready', long before the timer or the limit.
+      const r = await spawnChild(
         `
         const u = uffd.Userfaultfd.open();
         const mem = uffd.Mapping.anonymous(4 * uffd.pageSize());
@@ -293,7 +295,7 @@ describe('lifetime: ref() and unref()', () => {
         console.log('ready');
         setTimeout(() => console.log('alive'), 500).unref();
       `,
-        { timeoutMs: c.alive ? 4000 : 10000 },
+        { timeoutMs: 10000, killAfter: { line: 'alive', ms: 100 } },
       );
       if (c.alive) {
         expect(r.stdout.trim(), r.stderr).to.equal('ready\nalive');
@@ -462,8 +464,10 @@ describe('lifetime: deadlock guard', () => {
     expect(out.errors[0].threadId, "the Worker's thread, not the main thread").to.be.a('number').and.not.equal(out.pid);
   });
 
-  it('without the guard the same fault hangs the JS thread (the child is killed by the timeout)', () => {
-    const r = runChild(
+  it('without the guard the same fault hangs the JS thread (the child is killed by the timeout)', async () => {
+    // A fault the guard resolved would print at once; a hang prints nothing more. The wait after
+    // 'faulting' scales with the machine's speed, so a slow machine is not mistaken for a hang.
+    const r = await spawnChild(
       `
       const u = uffd.Userfaultfd.open({ deadlockGuard: false });
       const mem = uffd.Mapping.anonymous(uffd.pageSize());
@@ -472,7 +476,7 @@ describe('lifetime: deadlock guard', () => {
       console.log('faulting');
       console.log(new Uint8Array(mem.buffer)[0]);
     `,
-      { timeoutMs: 4000 },
+      { timeoutMs: 30000, killAfter: { line: 'faulting', ms: scaled(1000) } },
     );
     expect(r.stdout.trim()).to.equal('faulting');
     expect(r.timedOut).to.equal(true);

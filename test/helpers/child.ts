@@ -74,32 +74,47 @@ export function childJson<T>(script: string, options: ChildOptions & { args?: Re
   return JSON.parse(lines[lines.length - 1]) as T;
 }
 
-/**
- * runChild for several children at once (races between processes, load on both cores): each is
- * spawned without waiting, killed with SIGKILL after its own `timeoutMs`.
- */
-export function runChildren(scripts: string[], options: { timeoutMs?: number; args?: unknown } = {}): Promise<ChildResult[]> {
+/** Options of {@link spawnChild}. */
+export interface SpawnOptions {
+  timeoutMs?: number;
+  args?: unknown;
+  /**
+   * End the child (SIGKILL, counted as timedOut) `ms` after it first prints `line`: for children
+   * expected to stay alive or hang, which need not wait out the whole limit to show it.
+   */
+  killAfter?: { line: string; ms: number };
+}
+
+/** runChild without blocking the test: the child runs while the event loop goes on. */
+export function spawnChild(script: string, options: SpawnOptions = {}): Promise<ChildResult> {
   const timeoutMs = scaled(options.timeoutMs ?? 15000);
   const prelude = `const uffd = require(${JSON.stringify(PACKAGE)}); const ARGS = ${JSON.stringify(options.args ?? null)};\n`;
-  return Promise.all(
-    scripts.map(
-      (script) =>
-        new Promise<ChildResult>((resolve) => {
-          const child = spawn(process.execPath, ['-e', prelude + script], { stdio: ['ignore', 'pipe', 'pipe'] });
-          let stdout = '';
-          let stderr = '';
-          let timedOut = false;
-          child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-          child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-          const timer = setTimeout(() => {
-            timedOut = true;
-            child.kill('SIGKILL');
-          }, timeoutMs);
-          child.on('close', (status, signal) => {
-            clearTimeout(timer);
-            resolve({ status, signal, stdout, stderr, timedOut });
-          });
-        }),
-    ),
-  );
+  return new Promise<ChildResult>((resolve) => {
+    const child = spawn(process.execPath, ['-e', prelude + script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    const kill = (): void => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    };
+    const timer = setTimeout(kill, timeoutMs);
+    let lineTimer: NodeJS.Timeout | undefined;
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      const k = options.killAfter;
+      if (k && lineTimer === undefined && stdout.split('\n').includes(k.line)) lineTimer = setTimeout(kill, k.ms);
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      clearTimeout(lineTimer);
+      resolve({ status, signal, stdout, stderr, timedOut });
+    });
+  });
+}
+
+/** spawnChild for several children at once (races between processes, load on both cores). */
+export function runChildren(scripts: string[], options: SpawnOptions = {}): Promise<ChildResult[]> {
+  return Promise.all(scripts.map((script) => spawnChild(script, options)));
 }
