@@ -889,7 +889,7 @@ describe('lifetime: memory that native threads use after the call that gave it r
         const { touch, forkTouch } = uffd.testing;
         const code = async (f) => { try { await f(); return 'none'; } catch (e) { return e.code; } };
         const out = {};
-        out.neverMapped = await code(() => touch(4096n, page)); // below mmap_min_addr: never mapped
+        out.neverMapped = await code(() => touch(BigInt(page), page)); // below mmap_min_addr: never mapped
         const guard = uffd.Mapping.anonymous(3 * page);
         guard.mprotect('', { offset: page, length: page });
         out.protNone = await code(() => touch(guard.address, 3 * page));
