@@ -70,6 +70,9 @@ export function touch(address: Address | { address: Address; length: number }, l
   }
   const o = toOptions(opts);
   if (o.mode !== undefined && !['read', 'write', 'increment'].includes(o.mode)) throw invalidType(`unknown mode ${describe(o.mode)}`);
+  // Checked here: the native side would turn a non-string into one, and that can throw (a view of
+  // a detached buffer) with an engine error that names nothing.
+  if (o.order !== undefined && o.order !== 'sequential' && o.order !== 'random') throw invalidType(`unknown order ${describe(o.order)}`);
   // The threads touch raw memory: the native side pins a Mapping passed in before it reads any
   // option, and keeps it mapped until they end, through garbage collection, a Worker's
   // termination and unmap() alike.
