@@ -28,7 +28,9 @@ echo "sanitize: building the addon in $WORK with $SAN"
 (cd "$WORK" && CFLAGS="$SAN" CXXFLAGS="$SAN" LDFLAGS="-fsanitize=address,undefined" npx node-gyp rebuild >"$WORK/node-gyp.log" 2>&1) ||
   { tail -n 40 "$WORK/node-gyp.log"; echo "sanitize: build failed" >&2; exit 2; }
 ADDON="$WORK/build/Release/userfaultfd.node"
-ldd "$ADDON" | grep -q libasan || { echo "sanitize: $ADDON is not linked with libasan" >&2; exit 2; }
+# grep reads all of ldd's output: with -q it could exit first, and under pipefail the SIGPIPE ldd
+# then gets would read as "not linked".
+ldd "$ADDON" | grep libasan >/dev/null || { echo "sanitize: $ADDON is not linked with libasan" >&2; exit 2; }
 
 # Node itself is not instrumented: the ASan runtime must be the first library loaded, before
 # node's own, or it refuses to start ("ASan runtime does not come first"). LD_PRELOAD does that,
