@@ -581,7 +581,10 @@ bool Reader::Resolve(const uffd_msg& msg, RingSlot* out, size_t* used) {
     }
     return false;
   }
-  if (policy) policy->stats.bytes -= counted - static_cast<uint64_t>(r.bytes);
+  // Only a short fill corrects the count: a whole one (the common case) costs no second atomic.
+  if (policy && static_cast<uint64_t>(r.bytes) != counted) {
+    policy->stats.bytes -= counted - static_cast<uint64_t>(r.bytes);
+  }
   if (r.err != 0 || guard) {
     if (policy && r.err) policy->stats.errors++;
     out[(*used)++] =
