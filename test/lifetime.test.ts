@@ -905,6 +905,13 @@ describe('lifetime: memory that native threads use after the call that gave it r
         out.getterShrinks = await code(() => touch(b, { get mode() { if (once) { once = false; b.mremap(page); } return 'read'; } }));
         const c = uffd.Mapping.anonymous(4 * page);
         out.forkTouchGetterUnmaps = await code(() => forkTouch(c, { get stride() { c.unmap(); return page; } }));
+        // A raw range is checked too: its child used to die of SIGSEGV (a UBSan report under test/sanitize.sh).
+        out.forkTouchNeverMapped = await code(() => forkTouch({ address: BigInt(page), length: page }));
+        guard.mprotect('', { offset: page, length: page });
+        out.forkTouchProtNone = await code(() => forkTouch({ address: guard.address, length: 3 * page }));
+        guard.mprotect('r', { offset: 0, length: page });
+        out.forkTouchReadOnlyRead = await code(() => forkTouch({ address: guard.address, length: page }));
+        out.forkTouchReadOnlyWrite = await code(() => forkTouch({ address: guard.address, length: page }, { mode: 'write' }));
         const d = uffd.Mapping.anonymous(4 * page);
         out.stillWorks = (await touch(d, { mode: 'write' }))[0].touched === 4 ? 'yes' : 'no';
         console.log(JSON.stringify(out));
@@ -919,6 +926,10 @@ describe('lifetime: memory that native threads use after the call that gave it r
       unmappedAfter: 'false',
       getterShrinks: 'ERR_OUT_OF_RANGE',
       forkTouchGetterUnmaps: 'ERR_UFFD_UNMAPPED',
+      forkTouchNeverMapped: 'ERR_UFFD_UNMAPPED',
+      forkTouchProtNone: 'ERR_UFFD_UNMAPPED',
+      forkTouchReadOnlyRead: 'none',
+      forkTouchReadOnlyWrite: 'ERR_UFFD_UNMAPPED',
       stillWorks: 'yes',
     });
   });
