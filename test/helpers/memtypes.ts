@@ -117,11 +117,12 @@ export function kernelModeUnavailable(): string | undefined {
  */
 export function skipIf(ctx: Mocha.Context, reason: string | undefined): void {
   if (reason === undefined) return;
-  const title = ctx.currentTest?.fullTitle() ?? ctx.test?.fullTitle() ?? '';
-  // In a before() hook (a hook with no current test) the skip takes every test of the suite:
-  // say how many, once.
-  const allHook = (ctx.test as { type?: string } | undefined)?.type === 'hook' && ctx.currentTest === undefined;
-  const tests = allHook ? (ctx.test?.parent?.total() ?? 1) : 1;
+  const hook = ctx.test as (Mocha.Runnable & { type?: string; originalTitle?: string }) | undefined;
+  // A skip in a before() hook takes every test of the suite: say how many, once. Mocha gives
+  // such a hook the suite's first test as currentTest, so the hook is told by its title.
+  const allHook = hook?.type === 'hook' && /^"before all" hook/.test(hook.originalTitle ?? hook.title);
+  const title = allHook ? (hook.parent?.fullTitle() ?? '') : (ctx.currentTest?.fullTitle() ?? hook?.fullTitle() ?? '');
+  const tests = allHook ? (hook.parent?.total() ?? 1) : 1;
   // test/vm/run.mjs groups the skips of each kernel by the text in [why: ...].
   process.stdout.write(`      skip: ${title} [why: ${reason}]${tests > 1 ? ` x${tests}` : ''}\n`);
   ctx.skip();
