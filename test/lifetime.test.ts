@@ -672,7 +672,9 @@ describe('lifetime: environment teardown with the event thread running', () => {
       const { Worker } = require('node:worker_threads');
       (async () => {
         const page = uffd.pageSize();
-        const mem = uffd.Mapping.anonymous(64 * page);
+        // Registered only once the Worker has started (seconds under emulation): without
+        // MADV_NOHUGEPAGE, khugepaged could fill it with zeros first, and no fault would come.
+        const mem = uffd.Mapping.anonymous(64 * page, { hugepage: false });
         const w = new Worker(\`
           const { workerData, parentPort } = require('node:worker_threads');
           const lib = require(workerData.pkg);
@@ -688,6 +690,13 @@ describe('lifetime: environment teardown with the event thread running', () => {
         let err;
         w.on('error', (e) => { err = e.message; });
         await new Promise((r) => w.once('message', r));
+        // Populated pages would raise no fault, and the Worker would never die: say so at once.
+        const fs = require('node:fs');
+        const pagemap = Buffer.alloc(64 * 8);
+        const pm = fs.openSync('/proc/self/pagemap', 'r');
+        fs.readSync(pm, pagemap, 0, pagemap.length, (Number(mem.address) / page) * 8);
+        fs.closeSync(pm);
+        for (let i = 0; i < 64; i++) if (pagemap.readBigUInt64LE(i * 8) >> 63n) throw new Error('page ' + i + ' was present before the touch');
         const touch = uffd.testing.touch(mem, { threads: 2 });
         const code = await new Promise((r) => w.on('exit', r));
         const res = await touch;
@@ -724,7 +733,8 @@ describe('lifetime: environment teardown with the event thread running', () => {
       (async () => {
         const page = uffd.pageSize();
         const pages = 4096;
-        const mem = uffd.Mapping.anonymous(pages * page);
+        // No huge pages: see the test above (khugepaged before the Worker registers).
+        const mem = uffd.Mapping.anonymous(pages * page, { hugepage: false });
         // The Worker opens its own uffd over the main thread's mapping and serves it slowly from its
         // event thread, so batches are still queued for it when it goes.
         const w = new Worker(\`
