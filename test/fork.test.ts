@@ -50,7 +50,8 @@ describe('fork: a fork() never waits forever for the event thread', () => {
         }
         stop = true;
         await churn;
-        await new Promise((r) => setTimeout(r, 100));
+        // Every fork's event was read before its fork() returned; JS hears of it a little later.
+        for (const end = Date.now() + 30000; forks < ARGS.forks && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
         console.log(JSON.stringify({ forks, children: ARGS.forks - failed.length, failed, rounds }));
         u.close();
       })();
@@ -83,7 +84,8 @@ describe('fork: a fork() never waits forever for the event thread', () => {
           await new Promise((r) => setImmediate(r));
         }
         await touching;
-        await new Promise((r) => setTimeout(r, 100));
+        // As above: wait for the last FORK events to reach JS, however slow the machine.
+        for (const end = Date.now() + 30000; forks < 20 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
         console.log(JSON.stringify({ statuses, forks }));
         u.close();
       })();
