@@ -270,11 +270,13 @@ describe('compact (concurrent)', function () {
        let touched = false;
        uffd.testing.touch({ address: to.address, length: page }).then(() => { touched = true; });
        c.done.catch((e) => { out.done = e.code; });
-       setTimeout(() => {
+       // The EBUSY is reported after 100 retries a poll period apart: wait for it however slow the
+       // machine, then a little longer to see that the faulting thread still waits.
+       waitFor(() => out.event !== undefined && out.done !== undefined).then(() => setTimeout(() => {
          out.touched = touched;
          console.log(JSON.stringify(out));
          process.exit(0);
-       }, 500);`,
+       }, 200));`,
       { timeoutMs: 15000 },
     );
     expect(r.timedOut, r.stderr).to.equal(false);

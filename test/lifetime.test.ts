@@ -351,10 +351,12 @@ describe('lifetime: deadlock guard', () => {
         v[type.unit + 5] = 7;          // a write fault on the second
         const written = v[type.unit + 5];
         const neighbour = v[type.unit + 6];
-        setTimeout(() => {
+        // Reports reach JS after the faults are resolved: wait for both, then a little longer for
+        // any event that should not come.
+        waitFor(() => errors.length >= 2).then(() => setTimeout(() => {
           u.close();
           console.log(JSON.stringify({ read, written, neighbour, faults, errors, pid: process.pid, base: '0x' + mem.address.toString(16), unit: type.unit }));
-        }, 200);
+        }, 200));
       `,
         { args: { type: type.name }, timeoutMs: 10000 },
       );
@@ -395,10 +397,10 @@ describe('lifetime: deadlock guard', () => {
         const written = v[type.unit + 10];
         v[type.unit + 10] = 9;
         const kept = v.every((b) => b === 9);
-        setTimeout(() => {
+        waitFor(() => errors.length > 0).then(() => setTimeout(() => {
           u.close();
           console.log(JSON.stringify({ written, kept, faults, errors }));
-        }, 200);
+        }, 200));
       `,
         { args: { type: type.name }, timeoutMs: 10000 },
       );
@@ -426,10 +428,10 @@ describe('lifetime: deadlock guard', () => {
         u.on('pagefault', () => faults++);
         u.on('error', (err) => errors.push({ code: err.code, ioctl: err.ioctl }));
         const read = new Uint8Array(mem.buffer)[type.unit + 3];
-        setTimeout(() => {
+        waitFor(() => errors.length > 0).then(() => setTimeout(() => {
           u.close();
           console.log(JSON.stringify({ read, faults, errors }));
-        }, 200);
+        }, 200));
       `,
         { args: { type: type.name }, timeoutMs: 10000 },
       );
@@ -453,7 +455,10 @@ describe('lifetime: deadlock guard', () => {
         u.on('pagefault', () => faults++);
         u.on('error', (err) => errors.push({ code: err.code, threadId: err.threadId }));
         const read = new Uint8Array(mem.buffer)[0];
-        setTimeout(() => { u.close(); parentPort.postMessage({ read, faults, errors }); }, 100);
+        // The Worker has no waitFor: the same wait, for the report, bounded by the child's limit.
+        const done = () => { u.close(); parentPort.postMessage({ read, faults, errors }); };
+        const poll = () => (errors.length > 0 ? setTimeout(done, 100) : setTimeout(poll, 2));
+        poll();
       \`, { eval: true, workerData: { pkg: ARGS.pkg } });
       w.on('message', (m) => console.log(JSON.stringify({ ...m, pid: process.pid })));
     `);
@@ -499,7 +504,7 @@ describe('lifetime: events() backpressure', () => {
         const touch = uffd.testing.touch(mem, { threads: 4 });
         await new Promise((r) => setTimeout(r, 200));
         const read = new Uint8Array(self.buffer)[0]; // only the guard can resolve this
-        await new Promise((r) => setTimeout(r, 50));
+        await waitFor(() => errors.length > 0);
         u.close();
         const res = await touch;
         console.log(JSON.stringify({ read, errors, touched: res.map((r) => r.touched) }));

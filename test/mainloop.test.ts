@@ -62,7 +62,9 @@ describe('JS handlers on the main loop', () => {
       u.on('pagefault', () => { throw new Error('the JS thread cannot serve its own fault'); });
       u.on('error', (err) => errors.push(err.code));
       const v = new Uint8Array(area.buffer)[page]; // asleep in the kernel until the guard steps in
-      setTimeout(() => { console.log(v, errors.join(',')); u.close(); }, 50);
+      // The report reaches JS after the fault is resolved, however slow the machine: wait for it,
+      // then a little longer for anything that should not come.
+      waitFor(() => errors.length > 0).then(() => setTimeout(() => { console.log(v, errors.join(',')); u.close(); }, 50));
     `);
     expect(out.trim()).to.equal('0 ERR_UFFD_DEADLOCK_GUARD');
   });

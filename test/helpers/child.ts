@@ -20,8 +20,21 @@ export interface ChildResult {
 }
 
 /**
- * Runs `script` (CommonJS; `uffd` is the package) in a fresh node, killed with SIGKILL after
- * `timeoutMs`. `args` are passed as JSON in `ARGS`.
+ * What every child script starts with: `uffd` (the package), `ARGS` (the options' `args`), and
+ * `waitFor(cond)`, a promise that resolves once `cond()` holds or half the child's limit has
+ * passed. Children wait with it for what arrives asynchronously (a report the event thread hands
+ * to JS) rather than for a fixed time, which a slow machine can exceed.
+ */
+function prelude(args: unknown, timeoutMs: number): string {
+  return (
+    `const uffd = require(${JSON.stringify(PACKAGE)}); const ARGS = ${JSON.stringify(args ?? null)};\n` +
+    `const waitFor = async (cond) => { for (const end = Date.now() + ${Math.round(timeoutMs / 2)}; !cond() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 2)); };\n`
+  );
+}
+
+/**
+ * Runs `script` (CommonJS; see {@link prelude} for what it starts with) in a fresh node, killed
+ * with SIGKILL after `timeoutMs`. `args` are passed as JSON in `ARGS`.
  */
 export interface ChildOptions {
   timeoutMs?: number;
@@ -35,9 +48,8 @@ export function runChild(script: string, options: ChildOptions = {}): ChildResul
   // The limit is there to end hangs, not to judge speed: scaled by how slow the machine runs
   // (busy, emulated under test/vm, sanitized), as mocha's own timeouts are (helpers/speed.ts).
   const timeoutMs = scaled(options.timeoutMs ?? 15000);
-  const prelude = `const uffd = require(${JSON.stringify(PACKAGE)}); const ARGS = ${JSON.stringify(options.args ?? null)};\n`;
   const started = Date.now();
-  const [program, ...argv] = [...(options.wrapper ?? []), process.execPath, ...(options.nodeArgs ?? []), '-e', prelude + script];
+  const [program, ...argv] = [...(options.wrapper ?? []), process.execPath, ...(options.nodeArgs ?? []), '-e', prelude(options.args, timeoutMs) + script];
   const r = spawnSync(program, argv, {
     encoding: 'utf8',
     timeout: timeoutMs,
@@ -88,9 +100,8 @@ export interface SpawnOptions {
 /** runChild without blocking the test: the child runs while the event loop goes on. */
 export function spawnChild(script: string, options: SpawnOptions = {}): Promise<ChildResult> {
   const timeoutMs = scaled(options.timeoutMs ?? 15000);
-  const prelude = `const uffd = require(${JSON.stringify(PACKAGE)}); const ARGS = ${JSON.stringify(options.args ?? null)};\n`;
   return new Promise<ChildResult>((resolve) => {
-    const child = spawn(process.execPath, ['-e', prelude + script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['-e', prelude(options.args, timeoutMs) + script], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
