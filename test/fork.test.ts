@@ -51,7 +51,7 @@ describe('fork: a fork() never waits forever for the event thread', () => {
         stop = true;
         await churn;
         // Every fork's event was read before its fork() returned; JS hears of it a little later.
-        for (const end = Date.now() + 30000; forks < ARGS.forks && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
+        await waitFor(() => forks === ARGS.forks);
         console.log(JSON.stringify({ forks, children: ARGS.forks - failed.length, failed, rounds }));
         u.close();
       })();
@@ -85,7 +85,7 @@ describe('fork: a fork() never waits forever for the event thread', () => {
         }
         await touching;
         // As above: wait for the last FORK events to reach JS, however slow the machine.
-        for (const end = Date.now() + 30000; forks < 20 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
+        await waitFor(() => forks === 20);
         console.log(JSON.stringify({ statuses, forks }));
         u.close();
       })();

@@ -88,13 +88,11 @@ describe('policy integrity: copyFrom a file', () => {
       const policy = u.handle(mem, { copyFrom: { fd: fs.openSync('/proc/self/mem', 'r'), offset: address } });
       console.log('touching');
       testing.touch(mem, { length: page });
-      const wait = () => {
-        if (errors.length === 0) return setTimeout(wait, 5);
+      waitFor(() => errors.length > 0).then(() => {
         console.log(JSON.stringify({ errors, stats: policy.stats() }));
         u.close(); // the unresolved fault is woken by the close
         process.exit(0);
-      };
-      wait();
+      });
     `,
       { timeoutMs: 20000 },
     );

@@ -32,10 +32,7 @@ function prelude(args: unknown, timeoutMs: number): string {
   );
 }
 
-/**
- * Runs `script` (CommonJS; see {@link prelude} for what it starts with) in a fresh node, killed
- * with SIGKILL after `timeoutMs`. `args` are passed as JSON in `ARGS`.
- */
+/** Options of {@link runChild}. */
 export interface ChildOptions {
   timeoutMs?: number;
   args?: unknown;
@@ -44,6 +41,10 @@ export interface ChildOptions {
   wrapper?: string[];
 }
 
+/**
+ * Runs `script` (CommonJS; see {@link prelude} for what it starts with) in a fresh node, killed
+ * with SIGKILL after `timeoutMs`. `args` are passed as JSON in `ARGS`.
+ */
 export function runChild(script: string, options: ChildOptions = {}): ChildResult {
   // The limit is there to end hangs, not to judge speed: scaled by how slow the machine runs
   // (busy, emulated under test/vm, sanitized), as mocha's own timeouts are (helpers/speed.ts).
