@@ -8,6 +8,7 @@ import { constants as bufferConstants } from 'node:buffer';
 import * as path from 'node:path';
 import { ERR_UFFD_ADDON_LOAD, UffdError, type SysErrorDetails } from './errors';
 import type { NativeReport } from './events';
+import { layoutMismatches, type NativeLayout, type PolicyKindName } from './msg-layout';
 
 /** An address as the native layer takes it. */
 export type RawAddress = bigint | number;
@@ -32,15 +33,28 @@ export interface NativeUffd {
   pause(paused: boolean): void;
   ref(): void;
   unref(): void;
-  /** kind: see PolicyKind in native/reader.h. */
-  addPolicy(address: bigint, length: number, kind: number, unit: number, source?: ArrayBufferView | ArrayBuffer | number, offset?: number | Uint8Array, retain?: object, pin?: NativeMapping): number;
+  /** Returns the policy's id. */
+  addPolicy(spec: NativePolicySpec): number;
   removePolicy(id: number): boolean;
   policyStats(id: number): PolicyStats | undefined;
   /** Blocking: up to `max` raw messages, or null after `timeoutMs` (-1: wait forever). */
   readRaw(timeoutMs: number, max: number): ArrayBuffer | null;
-  /** Whether a message waits to be read, within `timeoutMs`, without reading it. */
-  waitReadable(timeoutMs: number): boolean;
 }
+
+/**
+ * One native policy as addPolicy takes it (native/policy_parse.cc): the range, the unit, and one
+ * descriptor per kind. `retain` is kept referenced while the policy exists; `pin` is the Mapping
+ * a copy source or every move-table address lies in, which then stays mapped until removal.
+ */
+export type NativePolicySpec = { address: bigint; length: number; unit: number; retain?: object } & (
+  | { kind: Extract<PolicyKindName, 'zero' | 'continue' | 'unprotect'> }
+  | { kind: 'copyBuffer'; buffer: ArrayBufferView | ArrayBuffer; pin?: NativeMapping }
+  | { kind: 'copyFd'; fd: number; offset: number }
+  | { kind: 'moveTable'; table: BigUint64Array; claims?: Uint8Array; pin?: NativeMapping }
+);
+
+/** A policy's descriptor without its range, unit and retained object: what a `Policy` maps to. */
+export type NativePolicyKindSpec = NativePolicySpec extends infer S ? (S extends unknown ? Omit<S, 'address' | 'length' | 'unit' | 'retain'> : never) : never;
 
 /** Counters of one native policy. */
 export interface PolicyStats {
@@ -72,6 +86,8 @@ export interface NativeMapping {
 
 export interface Binding {
   setErrorFactory(factory: (details: SysErrorDetails) => Error): void;
+  /** The uffd_msg layout, event codes and policy kinds, as the addon was compiled. */
+  layout: NativeLayout;
   /** The largest ArrayBuffer this Node can make (buffer.constants.MAX_LENGTH). */
   setBufferLimit(limit: number): void;
   UffdHandle: new (fd: number, ownsFd: boolean) => NativeUffd;
@@ -105,12 +121,20 @@ export interface Binding {
     touch(address: bigint, length: number, options: object, mapping?: NativeMapping): Promise<import('./testing').TouchThreadResult[]>;
     forkTouch(address: bigint, length: number, options: object, mapping?: NativeMapping): Promise<{ status: number | null; signal: number | null }>;
     madvise(address: bigint, length: number, advice: number, mapping?: NativeMapping): Promise<void>;
+  };
+  /**
+   * Natives for the test suite (test/native/hooks.cc): present in a build from a checkout of the
+   * repository, absent from the prebuilds and from a build of the published package.
+   */
+  testHooks?: {
     /** fork(); the child sleeps `ms` then exits, holding our private pages copy-on-write. */
     forkHold(ms: number): number;
-    /** Whether `fd` is O_NONBLOCK, after setting or clearing it if `on` is given. */
-    nonblocking(fd: number, on?: boolean): boolean;
     /** SIGKILL and waitpid a forkHold child; returns the wait status. */
     reapChild(pid: number): number;
+    /** Whether `fd` is O_NONBLOCK, after setting or clearing it if `on` is given. */
+    nonblocking(fd: number, on?: boolean): boolean;
+    /** Whether a message waits to be read, within `timeoutMs`, without reading it. */
+    waitReadable(uffd: NativeUffd, timeoutMs: number): boolean;
   };
 }
 
@@ -134,13 +158,19 @@ function addonLoadError(root: string, cause: unknown): Error {
 // package root; this file is compiled to dist/lib/binding.js, two levels below it.
 function loadAddon(): Binding {
   const root = path.join(__dirname, '..', '..');
+  let addon: Binding;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const load = require('node-gyp-build') as (dir: string) => unknown;
-    return load(root) as Binding;
+    addon = load(root) as Binding;
   } catch (err) {
     throw addonLoadError(root, err);
   }
+  // An addon built from other headers than this layer's (a stale build, a foreign prebuild)
+  // would have its events misread: refuse it at once.
+  const mismatches = layoutMismatches(addon.layout);
+  if (mismatches.length > 0) throw addonLoadError(root, new Error(`the addon's uffd_msg layout differs from this library's: ${mismatches.join('; ')}`));
+  return addon;
 }
 
 export const native = loadAddon();

@@ -3,6 +3,7 @@
  * and the decoding of the kernel's 32-byte uffd_msg records.
  * @module
  */
+import { EVENT, MSG } from './msg-layout';
 import { UffdError } from './errors';
 
 /** A page fault in a registered range: the faulting thread waits until it is resolved. */
@@ -56,13 +57,6 @@ export type UffdEvent<U = unknown> = PageFault | ForkEvent<U> | RemapEvent | Rem
 export type UffdEventType = UffdEvent['type'];
 export const EVENT_TYPES: readonly UffdEventType[] = ['pagefault', 'fork', 'remap', 'remove', 'unmap'];
 
-// uffd_msg.event values (uAPI).
-const EVENT_PAGEFAULT = 0x12;
-const EVENT_FORK = 0x13;
-const EVENT_REMAP = 0x14;
-const EVENT_REMOVE = 0x15;
-const EVENT_UNMAP = 0x16;
-const MSG_SIZE = 32;
 
 const FLAG_WRITE = 1n;
 const FLAG_WP = 2n;
@@ -75,37 +69,37 @@ const FLAG_MINOR = 4n;
 export function decodeEvents<U>(raw: ArrayBuffer, threadIds: boolean, wrapFork: (fd: number) => U): UffdEvent<U>[] {
   const view = new DataView(raw);
   const out: UffdEvent<U>[] = [];
-  for (let at = 0; at + MSG_SIZE <= raw.byteLength; at += MSG_SIZE) {
-    const event = view.getUint8(at);
+  for (let at = 0; at + MSG.size <= raw.byteLength; at += MSG.size) {
+    const event = view.getUint8(at + MSG.event);
     switch (event) {
-      case EVENT_PAGEFAULT: {
-        const flags = view.getBigUint64(at + 8, true);
+      case EVENT.pagefault: {
+        const flags = view.getBigUint64(at + MSG.pagefaultFlags, true);
         const fault: PageFault = {
           type: 'pagefault',
-          address: view.getBigUint64(at + 16, true),
+          address: view.getBigUint64(at + MSG.pagefaultAddress, true),
           flags: { write: (flags & FLAG_WRITE) !== 0n, wp: (flags & FLAG_WP) !== 0n, minor: (flags & FLAG_MINOR) !== 0n },
         };
-        if (threadIds) fault.threadId = view.getUint32(at + 24, true);
+        if (threadIds) fault.threadId = view.getUint32(at + MSG.pagefaultThreadId, true);
         out.push(fault);
         break;
       }
-      case EVENT_FORK:
-        out.push({ type: 'fork', uffd: wrapFork(view.getUint32(at + 8, true)) });
+      case EVENT.fork:
+        out.push({ type: 'fork', uffd: wrapFork(view.getUint32(at + MSG.forkUfd, true)) });
         break;
-      case EVENT_REMAP:
+      case EVENT.remap:
         out.push({
           type: 'remap',
-          from: view.getBigUint64(at + 8, true),
-          to: view.getBigUint64(at + 16, true),
-          length: Number(view.getBigUint64(at + 24, true)),
+          from: view.getBigUint64(at + MSG.remapFrom, true),
+          to: view.getBigUint64(at + MSG.remapTo, true),
+          length: Number(view.getBigUint64(at + MSG.remapLength, true)),
         });
         break;
-      case EVENT_REMOVE:
-      case EVENT_UNMAP:
+      case EVENT.remove:
+      case EVENT.unmap:
         out.push({
-          type: event === EVENT_REMOVE ? 'remove' : 'unmap',
-          start: view.getBigUint64(at + 8, true),
-          end: view.getBigUint64(at + 16, true),
+          type: event === EVENT.remove ? 'remove' : 'unmap',
+          start: view.getBigUint64(at + MSG.removeStart, true),
+          end: view.getBigUint64(at + MSG.removeEnd, true),
         });
         break;
       default:

@@ -3,7 +3,7 @@
  * @module
  */
 import { types } from 'node:util';
-import type { NativeUffd, PolicyStats } from './binding';
+import type { NativePolicyKindSpec, NativeUffd, PolicyStats } from './binding';
 import { invalidType, outOfRange } from './errors';
 import { toBufferSource, toLength } from './validate';
 
@@ -26,8 +26,11 @@ import { toBufferSource, toLength } from './validate';
  *   `syscall: 'pread'`) is counted in `stats().errors`. Without POISON the fault stays unresolved
  *   and the 'error' event carries its address for you to resolve (the JS thread's own fault,
  *   which cannot wait for its handler, gets zeros there, with the event).
- * - `{ continue: true }`: for MINOR registrations.
- * - `{ unprotect: true }`: for WP registrations.
+ * - `{ continue: true }`: for MINOR registrations. A MISSING fault in its range (a page never
+ *   populated, where a MISSING registration is combined with MINOR) gets a zero page, as
+ *   anonymous memory would.
+ * - `{ unprotect: true }`: for WP registrations. A MISSING fault in its range (a page never
+ *   written, where MISSING is registered too) likewise gets a zero page.
  * - `{ moveFrom: table }`: UFFDIO_MOVE from `table[i]`, the source address of the range's unit
  *   `i` (0: a zero page) — the on-demand half of a concurrent compactor. A source page that is a
  *   hole maps a zero page. A source no longer mapped at all (unmapped after the table was made)
@@ -93,33 +96,33 @@ export class PolicyHandle {
   }
 }
 
-/** The native kind, source and offset of a policy spec. */
-export function nativePolicy(policy: Policy, length: number): { kind: number; source?: ArrayBufferView | ArrayBuffer | number; offset?: number | Uint8Array } {
+/** The native descriptor of a policy spec, without its range and unit (see NativePolicySpec). */
+export function nativePolicy(policy: Policy, length: number): NativePolicyKindSpec {
   if (typeof policy !== 'object' || policy === null) throw invalidType('policy must be an object');
   const p = policy as Record<string, unknown>;
   const keys = Object.keys(p).filter((k) => !(k === 'claims' && 'moveFrom' in p));
   if (keys.length !== 1) throw invalidType(`a policy has exactly one of zero, copyFrom, continue, unprotect, moveFrom; got ${keys.join(', ') || 'none'}`);
-  if (p.zero === true) return { kind: 0 };
-  if (p.continue === true) return { kind: 3 };
-  if (p.unprotect === true) return { kind: 4 };
+  if (p.zero === true) return { kind: 'zero' };
+  if (p.continue === true) return { kind: 'continue' };
+  if (p.unprotect === true) return { kind: 'unprotect' };
   if (p.moveFrom !== undefined) {
     if (!(p.moveFrom instanceof BigUint64Array)) throw invalidType('moveFrom must be a BigUint64Array of source addresses');
     const units = p.moveFrom.length;
-    if (p.claims === undefined) return { kind: 5, source: p.moveFrom };
+    if (p.claims === undefined) return { kind: 'moveTable', table: p.moveFrom };
     if (!(p.claims instanceof Uint8Array)) throw invalidType('claims must be a Uint8Array');
     if (p.claims.length < units) throw outOfRange(`claims holds ${p.claims.length} bytes, fewer than the table's ${units} entries`);
     if (!types.isSharedArrayBuffer(p.claims.buffer)) throw invalidType('claims must be a Uint8Array over a SharedArrayBuffer (the event thread writes to it; a plain ArrayBuffer could be detached under it)');
-    return { kind: 5, source: p.moveFrom, offset: p.claims };
+    return { kind: 'moveTable', table: p.moveFrom, claims: p.claims };
   }
   const from = toBufferSource(p.copyFrom, 'copyFrom');
   if (from) {
     if (from.byteLength < length) throw outOfRange(`copyFrom holds ${from.byteLength} bytes, fewer than the range's ${length}`);
-    return { kind: 1, source: from };
+    return { kind: 'copyBuffer', buffer: from };
   }
   if (typeof p.copyFrom === 'object' && p.copyFrom !== null && 'fd' in p.copyFrom) {
     const { fd, offset } = p.copyFrom as { fd: unknown; offset?: unknown };
     if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) throw invalidType('copyFrom.fd must be a file descriptor');
-    return { kind: 2, source: fd, offset: toLength(offset ?? 0, 'copyFrom.offset', true) };
+    return { kind: 'copyFd', fd, offset: toLength(offset ?? 0, 'copyFrom.offset', true) };
   }
   throw invalidType('unknown policy: use { zero: true }, { copyFrom }, { continue: true }, { unprotect: true } or { moveFrom }');
 }

@@ -144,13 +144,22 @@ function pin(target: unknown): NativeMapping | undefined {
  * page not marked MADV_DONTFORK is shared copy-on-write with it, so UFFDIO_MOVE of such a page
  * fails with EBUSY. Returns the child's pid: pass it to {@link reapChild}. The child dies with
  * this process.
+ * @throws Error with code ERR_UFFD_NO_TEST_HOOKS where the addon was built without its test hooks:
+ * the prebuilds and a build of the published package (they carry no fork/kill helpers); a build
+ * from a checkout of the repository has them.
  */
 export function forkHold(ms: number): number {
-  return native.testing.forkHold(toLength(ms, 'ms', true));
+  return testHooks().forkHold(toLength(ms, 'ms', true));
 }
 
 /** Kill (SIGKILL) and wait for a {@link forkHold} child; returns its wait status. */
 export function reapChild(pid: number): number {
   if (!Number.isSafeInteger(pid) || pid <= 0) throw invalidType('pid must be a positive integer');
-  return native.testing.reapChild(pid);
+  return testHooks().reapChild(pid);
+}
+
+/** The addon's test hooks, or the coded error that says why there are none. */
+function testHooks(): NonNullable<typeof native.testHooks> {
+  if (native.testHooks) return native.testHooks;
+  throw Object.assign(new Error('this build of the userfaultfd addon has no test hooks (fork/kill helpers): build it from a checkout of the repository'), { code: 'ERR_UFFD_NO_TEST_HOOKS' });
 }

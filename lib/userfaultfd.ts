@@ -405,14 +405,15 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     if (unit > r.length) throw outOfRange(`option unit (${unit}) must not be larger than the range (${r.length} bytes)`);
     const retain = opts.retain;
     if (retain !== undefined && (typeof retain !== 'object' || retain === null)) throw invalidType('option retain must be an object');
-    const { kind, source, offset } = nativePolicy(policy, r.length);
+    const spec = nativePolicy(policy, r.length);
     this.#startReader();
     // A source inside a Mapping pins it: unmap() then leaves the memory mapped until the policy
     // is removed, as it does for testing jobs, so faults never get a later mapping's bytes.
     // A move table pins the Mapping it is told to retain (the compactor's from-space), if every
     // address in the table lies in it.
-    const pin = kind === 5 ? (retain instanceof Mapping ? nativeHandle(retain) : undefined) : typeof source === 'object' ? mappingOfBuffer(ArrayBuffer.isView(source) ? source.buffer : source) : undefined;
-    const id = this.#handle.addPolicy(r.address, r.length, kind, unit, source, offset, retain as object | undefined, pin);
+    const pin =
+      spec.kind === 'moveTable' ? (retain instanceof Mapping ? nativeHandle(retain) : undefined) : spec.kind === 'copyBuffer' ? mappingOfBuffer(ArrayBuffer.isView(spec.buffer) ? spec.buffer.buffer : spec.buffer) : undefined;
+    const id = this.#handle.addPolicy({ ...spec, address: r.address, length: r.length, unit, retain: retain as object | undefined, ...(pin ? { pin } : {}) });
     this.#policies++;
     this.#syncRef();
     return new PolicyHandle(this.#handle, id, r.address, r.length, () => {

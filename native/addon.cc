@@ -19,13 +19,15 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // The environment owns the data: the default finalizer deletes it on environment teardown.
   env.SetInstanceData<AddonData>(data);
   exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactory, "setErrorFactory"));
-  InitUffd(env, exports, *data);
-  InitMapping(env, exports, *data);
+  InitUffd(env, exports);
+  InitMapping(env, exports);
   InitPagemap(env, exports);
   InitSysinfo(env, exports);
   InitTesting(env, exports);
   InitMove(env, exports);
-  InitMoveTesting(env, exports);  // adds to the testing object
+#ifdef UFFD_TEST_HOOKS
+  InitTestHooks(env, exports);  // test/native/hooks.cc: a checkout's build only
+#endif
   return exports;
 }
 

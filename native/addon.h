@@ -7,15 +7,16 @@
 struct AddonData {
   // Builds the JS UffdError (lib/errors.ts); installed by the TS layer at load time.
   Napi::FunctionReference error_factory;
-  Napi::FunctionReference uffd_ctor;
-  Napi::FunctionReference mapping_ctor;
 };
 
 AddonData& GetAddonData(Napi::Env env);
 
 // Registration hooks of each file, called from addon.cc's Init.
-void InitUffd(Napi::Env env, Napi::Object exports, AddonData& data);
-void InitMapping(Napi::Env env, Napi::Object exports, AddonData& data);
+void InitUffd(Napi::Env env, Napi::Object exports);
+void InitMapping(Napi::Env env, Napi::Object exports);
 void InitPagemap(Napi::Env env, Napi::Object exports);
 void InitSysinfo(Napi::Env env, Napi::Object exports);
 void InitTesting(Napi::Env env, Napi::Object exports);
+#ifdef UFFD_TEST_HOOKS
+void InitTestHooks(Napi::Env env, Napi::Object exports);
+#endif

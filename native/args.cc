@@ -30,9 +30,7 @@ static std::string Describe(const Napi::Value& v) {
   }
 }
 
-static uint64_t ToU64(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  Napi::Env env = info.Env();
-  Napi::Value v = info[i];
+uint64_t ValueU64(Napi::Env env, const Napi::Value& v, const char* name) {
   if (v.IsBigInt()) {
     bool lossless = false;
     uint64_t value = v.As<Napi::BigInt>().Uint64Value(&lossless);
@@ -52,20 +50,38 @@ static uint64_t ToU64(const Napi::CallbackInfo& info, size_t i, const char* name
 }
 
 uint64_t ArgAddress(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  return ToU64(info, i, name);
+  return ValueU64(info.Env(), info[i], name);
 }
 
 uint64_t ArgLength(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  return ToU64(info, i, name);
+  return ValueU64(info.Env(), info[i], name);
 }
 
-uint64_t ArgBits(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  return ToU64(info, i, name);
+uint64_t ArgU64(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  return ValueU64(info.Env(), info[i], name);
+}
+
+int64_t ArgInt(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t min,
+               int64_t max) {
+  Napi::Env env = info.Env();
+  Napi::Value v = info[i];
+  if (!v.IsNumber()) {
+    ThrowTypeError(env, std::string(name) + " must be a number, got " + Describe(v));
+  }
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::trunc(d) != d || d < static_cast<double>(min) ||
+      d > static_cast<double>(max)) {
+    ThrowRangeError(env, std::string(name) + " must be an integer within " + std::to_string(min) +
+                             " .. " + std::to_string(max));
+  }
+  return static_cast<int64_t>(d);
 }
 
 int ArgFd(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  Napi::Env env = info.Env();
-  Napi::Value v = info[i];
+  return ValueFd(info.Env(), info[i], name);
+}
+
+int ValueFd(Napi::Env env, const Napi::Value& v, const char* name) {
   if (!v.IsNumber())
     ThrowTypeError(env, std::string(name) + " must be a number, got " + Describe(v));
   double d = v.As<Napi::Number>().DoubleValue();

@@ -12,9 +12,16 @@
 uint64_t ArgAddress(const Napi::CallbackInfo& info, size_t i, const char* name);
 // A byte count: a non-negative safe-integer number (bigint accepted too, if it fits).
 uint64_t ArgLength(const Napi::CallbackInfo& info, size_t i, const char* name);
-// A raw flag/mode word: number or bigint.
-uint64_t ArgBits(const Napi::CallbackInfo& info, size_t i, const char* name);
+// A raw 64-bit word (flags, modes, a tid): number or bigint.
+uint64_t ArgU64(const Napi::CallbackInfo& info, size_t i, const char* name);
+// An integer number within [min, max]: ids, timeouts, counts. Never truncated: an id of 2^32 + 1
+// must not name policy 1.
+int64_t ArgInt(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t min,
+               int64_t max);
 int ArgFd(const Napi::CallbackInfo& info, size_t i, const char* name);
+// The same checks for a value taken from an object's property (named by `name`).
+uint64_t ValueU64(Napi::Env env, const Napi::Value& v, const char* name);
+int ValueFd(Napi::Env env, const Napi::Value& v, const char* name);
 std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* name);
 
 // Throws RangeError unless len > 0, addr and len are multiples of `align`, and addr + len does

@@ -85,8 +85,8 @@ MappingHandle::MappingHandle(const Napi::CallbackInfo& info)
     : Napi::ObjectWrap<MappingHandle>(info) {
   Napi::Env env = info.Env();
   uint64_t length = ArgLength(info, 0, "length");
-  uint64_t prot = ArgBits(info, 1, "prot");
-  uint64_t flags = ArgBits(info, 2, "flags");
+  uint64_t prot = ArgU64(info, 1, "prot");
+  uint64_t flags = ArgU64(info, 2, "flags");
   int fd = info[3].IsNumber() && info[3].As<Napi::Number>().Int32Value() == -1
                ? -1
                : ArgFd(info, 3, "fd");
@@ -254,7 +254,7 @@ Napi::Value MappingHandle::Madvise(const Napi::CallbackInfo& info) {
   uint8_t* start;
   size_t len;
   SubRange(info, 0, &start, &len);
-  uint64_t advice = ArgBits(info, 2, "advice");
+  uint64_t advice = ArgU64(info, 2, "advice");
   if (advice > 0xffff) ThrowRangeError(env, "advice is out of range");
   if (madvise(start, len, static_cast<int>(advice)) != 0) ThrowSysError(env, {errno, "madvise"});
   return env.Undefined();
@@ -266,7 +266,7 @@ Napi::Value MappingHandle::Mprotect(const Napi::CallbackInfo& info) {
   uint8_t* start;
   size_t len;
   SubRange(info, 0, &start, &len);
-  uint64_t prot = ArgBits(info, 2, "prot");
+  uint64_t prot = ArgU64(info, 2, "prot");
   CheckBits(env, prot, PROT_READ | PROT_WRITE | PROT_EXEC, "mprotect prot");
   if (mprotect(start, len, static_cast<int>(prot)) != 0) ThrowSysError(env, {errno, "mprotect"});
   return env.Undefined();
@@ -325,10 +325,8 @@ Napi::Function MappingHandle::DefineClass(Napi::Env env) {
       });
 }
 
-void InitMapping(Napi::Env env, Napi::Object exports, AddonData& data) {
-  Napi::Function ctor = MappingHandle::DefineClass(env);
-  data.mapping_ctor = Napi::Persistent(ctor);
-  exports.Set("MappingHandle", ctor);
+void InitMapping(Napi::Env env, Napi::Object exports) {
+  exports.Set("MappingHandle", MappingHandle::DefineClass(env));
   exports.Set("setBufferLimit", Napi::Function::New(
                                     env,
                                     [](const Napi::CallbackInfo& info) {

@@ -4,4 +4,3 @@
 #include <napi.h>
 
 void InitMove(Napi::Env env, Napi::Object exports);
-void InitMoveTesting(Napi::Env env, Napi::Object exports);

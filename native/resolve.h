@@ -1,6 +1,7 @@
 // The resolving ioctls as plain functions, shared by the JS-facing handle (uffd.cc) and the
-// event thread (reader.cc). Each s64 result field is preset to 0 (kernels before the 2025
-// stable fix left it unset on the mmap_changing EAGAIN) and read as signed.
+// event thread's resolvers (resolve_fill.cc, resolve_move.cc). Each s64 result field is preset to 0
+// (kernels before the 2025 stable fix left it unset on the mmap_changing EAGAIN) and read as
+// signed.
 #pragma once
 
 #include <sys/ioctl.h>

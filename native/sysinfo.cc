@@ -24,7 +24,7 @@ static Napi::Value GetPageSize(const Napi::CallbackInfo& info) {
 static Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = ArgString(info, 0, "name");
-  uint64_t flags = ArgBits(info, 1, "flags");
+  uint64_t flags = ArgU64(info, 1, "flags");
   CheckBits(env, flags, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | (0x3fULL << MFD_HUGE_SHIFT),
             "memfd flags");
   int fd = memfd_create(name.c_str(), static_cast<unsigned>(flags) | MFD_CLOEXEC);

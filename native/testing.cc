@@ -374,15 +374,33 @@ struct ForkSpec {
   _exit(bad);
 }
 
-// forkTouch(address, length, { mode, stride, dontneed, mremap, expect }, mapping?) ->
-// Promise<{status, signal}>. The fork happens on a helper thread: with EVENT_FORK the forking
-// thread waits until the event is read, and that must never be the JS thread.
-Napi::Value ForkTouch(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Pin pin(env, info[3]);
-  uint64_t address = ArgAddress(info, 0, "address");
-  uint64_t length = ArgLength(info, 1, "length");
-  Napi::Object opts = info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
+struct ForkOutcome {
+  int status = 0;  // exit status, or -1
+  int signal = 0;
+  int err = 0;  // errno of a failed fork / waitpid
+};
+
+// On the helper thread: fork, let the child touch, wait for it.
+void RunForkChild(const ForkSpec& spec, ForkOutcome* out) {
+  pid_t pid = fork();
+  if (pid == 0) ChildMain(spec);
+  if (pid < 0) {
+    out->err = errno;
+    return;
+  }
+  int wstatus = 0;
+  while (waitpid(pid, &wstatus, 0) < 0) {
+    if (errno != EINTR) {
+      out->err = errno;
+      return;
+    }
+  }
+  if (WIFSIGNALED(wstatus)) out->signal = WTERMSIG(wstatus);
+  out->status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+}
+
+ForkSpec ForkSpecOf(Napi::Env env, uint64_t address, uint64_t length, const Napi::Value& options) {
+  Napi::Object opts = options.IsObject() ? options.As<Napi::Object>() : Napi::Object::New(env);
   ForkSpec spec;
   spec.base = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(address));
   spec.length = length;
@@ -394,36 +412,25 @@ Napi::Value ForkTouch(const Napi::CallbackInfo& info) {
   if (spec.stride < 8 || spec.stride % 8 != 0) {
     ThrowRangeError(env, "option stride must be a multiple of 8");
   }
+  return spec;
+}
+
+// forkTouch(address, length, { mode, stride, dontneed, mremap, expect }, mapping?) ->
+// Promise<{status, signal}>. The fork happens on a helper thread: with EVENT_FORK the forking
+// thread waits until the event is read, and that must never be the JS thread.
+Napi::Value ForkTouch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Pin pin(env, info[3]);
+  uint64_t address = ArgAddress(info, 0, "address");
+  uint64_t length = ArgLength(info, 1, "length");
+  const ForkSpec spec = ForkSpecOf(env, address, length, info[2]);
   CheckRange(env, address, length, PageSize(), "forkTouch");
   // Last, after every option getter has run (a getter may unmap the range).
   pin.Check(address, length, "forkTouch");
   RequireAccessible(env, address, length, spec.mode, "forkTouch", "the child");
-
-  struct Outcome {
-    int status = 0;  // exit status, or -1
-    int signal = 0;
-    int err = 0;  // errno of a failed fork / waitpid
-  };
-  auto out = std::make_shared<Outcome>();
+  auto out = std::make_shared<ForkOutcome>();
   return OffThreadJob::Start(
-      env, "userfaultfd.forkTouch", pin.Take(),
-      [spec, out] {
-        pid_t pid = fork();
-        if (pid == 0) ChildMain(spec);
-        if (pid < 0) {
-          out->err = errno;
-          return;
-        }
-        int wstatus = 0;
-        while (waitpid(pid, &wstatus, 0) < 0) {
-          if (errno != EINTR) {
-            out->err = errno;
-            return;
-          }
-        }
-        if (WIFSIGNALED(wstatus)) out->signal = WTERMSIG(wstatus);
-        out->status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
-      },
+      env, "userfaultfd.forkTouch", pin.Take(), [spec, out] { RunForkChild(spec, out.get()); },
       [out](Napi::Env env, Napi::Promise::Deferred& deferred) {
         if (out->err != 0) {
           deferred.Reject(MakeSysError(env, {out->err, "fork"}).Value());
@@ -446,7 +453,7 @@ Napi::Value MadviseOffThread(const Napi::CallbackInfo& info) {
   Pin pin(env, info[3]);
   uint64_t address = ArgAddress(info, 0, "address");
   uint64_t length = ArgLength(info, 1, "length");
-  uint64_t advice = ArgBits(info, 2, "advice");
+  uint64_t advice = ArgU64(info, 2, "advice");
   CheckRange(env, address, length, PageSize(), "madvise");
   if (advice > 0xffff) ThrowRangeError(env, "advice is out of range");
   // madvise(DONTNEED) of memory a new mapping reused would drop someone else's pages.
@@ -467,20 +474,6 @@ Napi::Value MadviseOffThread(const Napi::CallbackInfo& info) {
       });
 }
 
-// nonblocking(fd, on?) -> whether O_NONBLOCK is set, after setting or clearing it if `on` is a
-// boolean. For tests of adopted descriptors: JS has no fcntl to make a blocking uffd with.
-Napi::Value Nonblocking(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = ArgFd(info, 0, "fd");
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0) ThrowSysError(env, {errno, "fcntl"});
-  if (info[1].IsBoolean()) {
-    flags = info[1].As<Napi::Boolean>().Value() ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
-    if (fcntl(fd, F_SETFL, flags) != 0) ThrowSysError(env, {errno, "fcntl"});
-  }
-  return Napi::Boolean::New(env, (flags & O_NONBLOCK) != 0);
-}
-
 }  // namespace
 
 void InitTesting(Napi::Env env, Napi::Object exports) {
@@ -488,6 +481,5 @@ void InitTesting(Napi::Env env, Napi::Object exports) {
   testing.Set("touch", Napi::Function::New(env, Touch, "touch"));
   testing.Set("forkTouch", Napi::Function::New(env, ForkTouch, "forkTouch"));
   testing.Set("madvise", Napi::Function::New(env, MadviseOffThread, "madvise"));
-  testing.Set("nonblocking", Napi::Function::New(env, Nonblocking, "nonblocking"));
   exports.Set("testing", testing);
 }

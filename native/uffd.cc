@@ -15,6 +15,9 @@
 #include "addon.h"
 #include "args.h"
 #include "errors.h"
+#include "layout.h"
+#include "policy_parse.h"
+#include "read_raw.h"
 #include "resolve.h"
 #include "uapi.h"
 
@@ -80,8 +83,8 @@ UffdHandle::~UffdHandle() {
 
 void UffdHandle::Shutdown(std::vector<FaultReport>* undelivered) {
   // Joins: the thread never waits on JS, so this cannot deadlock.
-  if (reader_) reader_->Stop(undelivered);
-  reader_.reset();
+  if (engine_) engine_->Stop(undelivered);
+  engine_.reset();
   policy_sources_.clear();
   if (cleanup_hook_) {
     napi_remove_env_cleanup_hook(env_, OnEnvTeardown, this);
@@ -145,7 +148,7 @@ Napi::Value UffdHandle::Register(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
   int fd = LiveFd(info.Env());
   Range r = ArgRange(info, 0, "register");
-  uint64_t mode = ArgBits(info, 2, "mode");
+  uint64_t mode = ArgU64(info, 2, "mode");
   CheckBits(info.Env(), mode,
             UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP | UFFDIO_REGISTER_MODE_MINOR,
             "register");
@@ -210,7 +213,7 @@ Napi::Value UffdHandle::Copy(const Napi::CallbackInfo& info) {
   if (src < dst + len && dst < src + len) {
     ThrowRangeError(env, "copy: the source overlaps the destination");
   }
-  uint64_t mode = ArgBits(info, 3, "mode");
+  uint64_t mode = ArgU64(info, 3, "mode");
   CheckBits(env, mode, UFFDIO_COPY_MODE_DONTWAKE | UFFDIO_COPY_MODE_WP, "copy");
   return Resolved(env, UffdCopy(fd, dst, src, len, mode), "UFFDIO_COPY");
 }
@@ -223,7 +226,7 @@ Napi::Value UffdHandle::FillRange(const Napi::CallbackInfo& info, const char* wh
   Napi::Env env = info.Env();
   int fd = LiveFd(env);
   Range r = ArgRange(info, 0, what);
-  uint64_t mode = ArgBits(info, 2, "mode");
+  uint64_t mode = ArgU64(info, 2, "mode");
   CheckBits(env, mode, known_modes, what);
   return Resolved(env, fill(fd, r.start, r.len, mode), ioctl_name);
 }
@@ -251,7 +254,7 @@ Napi::Value UffdHandle::Move(const Napi::CallbackInfo& info) {
   uint64_t len = ArgLength(info, 2, "length");
   CheckRange(env, dst, len, PageSize(), "move");
   CheckRange(env, src, len, PageSize(), "move");
-  uint64_t mode = ArgBits(info, 3, "mode");
+  uint64_t mode = ArgU64(info, 3, "mode");
   CheckBits(env, mode, UFFDIO_MOVE_MODE_DONTWAKE | UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, "move");
   return Resolved(env, UffdMove(fd, dst, src, len, mode), "UFFDIO_MOVE");
 }
@@ -263,7 +266,7 @@ Napi::Value UffdHandle::WriteProtect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = LiveFd(env);
   Range r = ArgRange(info, 0, "writeProtect");
-  uint64_t mode = ArgBits(info, 2, "mode");
+  uint64_t mode = ArgU64(info, 2, "mode");
   CheckBits(env, mode, UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
             "writeProtect");
   if (int err = UffdWriteProtect(fd, r.start, r.len, mode)) {
@@ -281,10 +284,10 @@ Napi::Value UffdHandle::StartReader(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = LiveFd(env);
   if (!info[0].IsFunction()) ThrowTypeError(env, "callback must be a function");
-  uint64_t guard_tid = ArgBits(info, 1, "guardTid");
-  if (reader_) ThrowRangeError(env, "the event thread is already running");
-  reader_ =
-      std::make_unique<Reader>(env, fd, info[0].As<Napi::Function>(), static_cast<long>(guard_tid));
+  uint64_t guard_tid = ArgU64(info, 1, "guardTid");
+  if (engine_) ThrowRangeError(env, "the event thread is already running");
+  engine_ = std::make_unique<FaultEngine>(env, fd, info[0].As<Napi::Function>(),
+                                          static_cast<long>(guard_tid));
   env_ = env;
   if (!cleanup_hook_) {
     napi_add_env_cleanup_hook(env, OnEnvTeardown, this);
@@ -302,164 +305,43 @@ Napi::Value UffdHandle::StopReader(const Napi::CallbackInfo& info) {
 // pause(paused: boolean)
 Napi::Value UffdHandle::PauseReader(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
-  if (reader_) reader_->SetPaused(info[0].ToBoolean().Value());
+  if (engine_) engine_->SetPaused(info[0].ToBoolean().Value());
   return info.Env().Undefined();
 }
 
 Napi::Value UffdHandle::RefReader(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
-  if (reader_) reader_->Ref();
+  if (engine_) engine_->Ref();
   return info.Env().Undefined();
 }
 
 Napi::Value UffdHandle::UnrefReader(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
-  if (reader_) reader_->Unref();
+  if (engine_) engine_->Unref();
   return info.Env().Undefined();
 }
 
-namespace {
-
-// A typed array of the given type with at least `min_length` elements, or a JS TypeError /
-// RangeError naming it.
-template <typename Array>
-Array TypedArrayArg(Napi::Env env, const Napi::Value& v, napi_typedarray_type type,
-                    size_t min_length, const char* name, const char* what) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
-    ThrowTypeError(env, std::string(name) + " must be " + what);
-  }
-  Array array = v.As<Array>();
-  if (array.ElementLength() < min_length) {
-    ThrowRangeError(env, std::string(name) + " has fewer entries than the range has units");
-  }
-  return array;
-}
-
-// The policy's own duplicate of a copy-from-file descriptor, after checking that pread can read
-// it. Owned, not borrowed: had the caller closed theirs, the number could name another file by
-// the time a fault is served, and its bytes would be served without a word.
-int OwnReadableFd(Napi::Env env, int fd) {
-  struct stat st;
-  if (fstat(fd, &st) != 0) ThrowSysError(env, {errno, "fstat"});
-  if (S_ISDIR(st.st_mode)) ThrowSysError(env, {EISDIR, "pread"});
-  if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) ThrowSysError(env, {ESPIPE, "pread"});
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0) ThrowSysError(env, {errno, "fcntl"});
-  if ((flags & O_ACCMODE) == O_WRONLY) ThrowSysError(env, {EBADF, "pread"});
-  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (own < 0) ThrowSysError(env, {errno, "fcntl"});
-  return own;
-}
-
-}  // namespace
-
-// addPolicy(address, length, kind, unit, source, offset, retain, pin) -> id. pin: the Mapping a
-// copy source, or every move table address, lies in, if any. source: a buffer (copy), an
-// fd (copy from file), a BigUint64Array of source addresses (move table, copied), or undefined.
-// offset: the file offset (copy from file), or the optional Uint8Array of claims over a
-// SharedArrayBuffer (move table).
+// addPolicy(spec) -> id. spec: one descriptor object per kind (policy_parse.h).
 Napi::Value UffdHandle::AddPolicy(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
   Napi::Env env = info.Env();
   LiveFd(env);
-  if (!reader_) ThrowRangeError(env, "start the event thread before adding policies");
-  Range r = ArgRange(info, 0, "policy");
-  uint64_t kind = ArgBits(info, 2, "kind");
-  uint64_t unit = ArgLength(info, 3, "unit");
-  if (kind > static_cast<uint64_t>(PolicyKind::kMoveTable)) ThrowRangeError(env, "unknown kind");
-  if (unit < PageSize() || (unit & (unit - 1)) != 0) {
-    ThrowRangeError(env, "unit must be a power of two no smaller than the page size");
-  }
-  // A unit is resolved at once (and, for a file, read into a buffer of its size first): one
-  // larger than the range would only ask for memory the range can never use.
-  if (unit > r.len) ThrowRangeError(env, "unit must not be larger than the policy's range");
-  auto policy = std::make_shared<Policy>();
-  policy->id = next_policy_id_++;
-  policy->start = r.start;
-  policy->end = r.start + r.len;
-  policy->unit = unit;
-  policy->kind = static_cast<PolicyKind>(kind);
-  Napi::Value source = info[4];
-  if (policy->kind == PolicyKind::kCopyBuffer) {
-    uint8_t* data = nullptr;
-    size_t size = 0;
-    if (!BufferView(source, &data, &size)) ThrowTypeError(env, "copy source must be a buffer");
-    if (size < r.len) ThrowRangeError(env, "copy source is shorter than the range");
-    const uint64_t src = reinterpret_cast<uintptr_t>(data);
-    if (faulting_.Overlaps(src, src + r.len)) {
-      ThrowRangeError(env,
-                      "copy source lies in a range registered with this userfaultfd: the event "
-                      "thread would fault on it, and only it could resolve that fault");
-    }
-    policy->data = data;
-    policy->data_len = size;
-    std::shared_ptr<Region> region = MappingHandle::RegionOf(info[7]);
-    if (region && data >= region->addr && size <= region->length &&
-        static_cast<size_t>(data - region->addr) <= region->length - size) {
-      policy->source_use = std::make_unique<RegionUse>(std::move(region));
-    }
-  } else if (policy->kind == PolicyKind::kCopyFd) {
-    policy->fd = OwnReadableFd(env, ArgFd(info, 4, "fd"));
-    policy->fd_offset = ArgLength(info, 5, "offset");
-    try {
-      policy->bounce.resize(unit);  // the event thread never allocates (event_ring.h)
-    } catch (const std::bad_alloc&) {
-      ThrowSysError(env, {ENOMEM, "malloc"});
-    }
-  } else if (policy->kind == PolicyKind::kMoveTable) {
-    size_t units = r.len / unit;
-    auto table = TypedArrayArg<Napi::BigUint64Array>(env, source, napi_biguint64_array, units,
-                                                     "move table", "a BigUint64Array");
-    // Copied: the event thread must never read through a pointer into a buffer that JS can
-    // detach (postMessage, structuredClone or transfer()) or shrink (a resizable ArrayBuffer).
-    policy->table.assign(table.Data(), table.Data() + table.ElementLength());
-    source = env.Undefined();
-    // The Mapping every source address lies in, if given (the compactor's from-space): an
-    // explicit unmap() of it then leaves the munmap to the policy's removal. Unpinned, a new
-    // mapping could take that address range, and the event thread would move its pages into
-    // the destination: someone else's memory, taken without a word.
-    std::shared_ptr<Region> region = MappingHandle::RegionOf(info[7]);
-    if (region) {
-      const auto lo = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(region->addr));
-      const uint64_t hi = lo + region->length;
-      bool inside = true;
-      for (uint64_t src : policy->table) {
-        if (src != 0 && (src < lo || src > hi || hi - src < unit)) inside = false;
-      }
-      if (inside) policy->source_use = std::make_unique<RegionUse>(std::move(region));
-    }
-    Napi::Value claims = info[5];
-    if (!claims.IsUndefined()) {
-      auto bytes = TypedArrayArg<Napi::Uint8Array>(env, claims, napi_uint8_array, units,
-                                                   "move claims", "a Uint8Array");
-      // The event thread writes the claims while JS reads them, so they cannot be copied; only a
-      // SharedArrayBuffer can be neither detached nor shrunk under it (IsArrayBuffer is false).
-      if (bytes.ArrayBuffer().IsArrayBuffer()) {
-        ThrowTypeError(env, "move claims must be a Uint8Array over a SharedArrayBuffer");
-      }
-      policy->claims = bytes.Data();
-      policy->claims_len = bytes.ElementLength();
-      source = claims;  // kept alive by the reference below while the policy exists
-    }
-  }
-  uint32_t id = policy->id;
-  if (!reader_->AddPolicy(std::move(policy))) {
+  if (!engine_) ThrowRangeError(env, "start the event thread before adding policies");
+  ParsedPolicy parsed = ParsePolicy(env, info[0], faulting_);
+  const uint32_t id = next_policy_id_++;
+  parsed.policy->id = id;
+  if (!engine_->AddPolicy(std::move(parsed.policy))) {
     ThrowRangeError(env, "the range overlaps another policy's");
   }
-  // What the policy reads from (a buffer, the claims) and what the caller asked to retain (e.g.
-  // the Mapping a move table points into) stay referenced while the policy exists.
-  Napi::Value retain = info[6];
-  Napi::Array held = Napi::Array::New(env);
-  if (!source.IsUndefined() && !source.IsNumber()) held.Set(held.Length(), source);
-  if (!retain.IsUndefined()) held.Set(held.Length(), retain);
-  if (held.Length() > 0) policy_sources_.emplace(id, Napi::Persistent(Napi::Value(held)));
+  if (parsed.held.Length() > 0)
+    policy_sources_.emplace(id, Napi::Persistent(Napi::Value(parsed.held)));
   return Napi::Number::New(env, id);
 }
 
 Napi::Value UffdHandle::RemovePolicy(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
-  uint32_t id = static_cast<uint32_t>(ArgLength(info, 0, "id"));
-  bool removed = reader_ && reader_->RemovePolicy(id);
+  const auto id = static_cast<uint32_t>(ArgInt(info, 0, "id", 0, UINT32_MAX));
+  bool removed = engine_ && engine_->RemovePolicy(id);
   // Removal waited for any resolution in progress, so the source may go now.
   policy_sources_.erase(id);
   return Napi::Boolean::New(info.Env(), removed);
@@ -468,8 +350,8 @@ Napi::Value UffdHandle::RemovePolicy(const Napi::CallbackInfo& info) {
 Napi::Value UffdHandle::PolicyStats(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
   Napi::Env env = info.Env();
-  uint32_t id = static_cast<uint32_t>(ArgLength(info, 0, "id"));
-  std::shared_ptr<Policy> p = reader_ ? reader_->FindPolicy(id) : nullptr;
+  const auto id = static_cast<uint32_t>(ArgInt(info, 0, "id", 0, UINT32_MAX));
+  std::shared_ptr<Policy> p = engine_ ? engine_->FindPolicy(id) : nullptr;
   if (!p) return env.Undefined();
   Napi::Object o = Napi::Object::New(env);
   o.Set("faults", Napi::Number::New(env, static_cast<double>(p->stats.faults.load())));
@@ -484,24 +366,8 @@ Napi::Value UffdHandle::ReadRawEvents(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
   Napi::Env env = info.Env();
   int fd = LiveFd(env);
-  if (reader_) ThrowRangeError(env, "the event thread is reading this userfaultfd");
+  if (engine_) ThrowRangeError(env, "the event thread is reading this userfaultfd");
   return ReadRaw(env, fd, info);
-}
-
-// waitReadable(timeoutMs) -> boolean: whether a message is waiting, without reading it (for
-// tests that need an event to stay unread, such as mmap-changing).
-Napi::Value UffdHandle::WaitReadable(const Napi::CallbackInfo& info) {
-  CheckReceiver(info);
-  Napi::Env env = info.Env();
-  int fd = LiveFd(env);
-  int timeout = static_cast<int>(ArgLength(info, 0, "timeoutMs"));
-  struct pollfd pfd = {fd, POLLIN, 0};
-  int n;
-  do {
-    n = poll(&pfd, 1, timeout);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) ThrowSysError(env, {errno, "poll"});
-  return Napi::Boolean::New(env, n > 0 && (pfd.revents & POLLIN));
 }
 
 Napi::Function UffdHandle::DefineClass(Napi::Env env) {
@@ -528,7 +394,6 @@ Napi::Function UffdHandle::DefineClass(Napi::Env env) {
           InstanceMethod<&UffdHandle::RemovePolicy>("removePolicy"),
           InstanceMethod<&UffdHandle::PolicyStats>("policyStats"),
           InstanceMethod<&UffdHandle::ReadRawEvents>("readRaw"),
-          InstanceMethod<&UffdHandle::WaitReadable>("waitReadable"),
       });
 }
 
@@ -568,7 +433,7 @@ static Napi::Value ApiHandshake(const Napi::CallbackInfo& info) {
   int fd = ArgFd(info, 0, "fd");
   struct uffdio_api api = {};
   api.api = UFFD_API;
-  api.features = ArgBits(info, 1, "features");
+  api.features = ArgU64(info, 1, "features");
   if (ioctl(fd, UFFDIO_API, &api) != 0) ThrowSysError(env, {errno, "ioctl", "UFFDIO_API"});
   Napi::Object out = Napi::Object::New(env);
   out.Set("features", Napi::BigInt::New(env, static_cast<uint64_t>(api.features)));
@@ -581,16 +446,15 @@ static Napi::Value ApiHandshake(const Napi::CallbackInfo& info) {
 static Napi::Value RawApi(const Napi::CallbackInfo& info) {
   int fd = ArgFd(info, 0, "fd");
   struct uffdio_api api = {};
-  api.api = ArgBits(info, 1, "api");
-  api.features = ArgBits(info, 2, "features");
+  api.api = ArgU64(info, 1, "api");
+  api.features = ArgU64(info, 2, "features");
   int rc = ioctl(fd, UFFDIO_API, &api);
   return Napi::Number::New(info.Env(), rc == 0 ? 0 : errno);
 }
 
-void InitUffd(Napi::Env env, Napi::Object exports, AddonData& data) {
-  Napi::Function ctor = UffdHandle::DefineClass(env);
-  data.uffd_ctor = Napi::Persistent(ctor);
-  exports.Set("UffdHandle", ctor);
+void InitUffd(Napi::Env env, Napi::Object exports) {
+  exports.Set("UffdHandle", UffdHandle::DefineClass(env));
+  exports.Set("layout", UapiLayout(env));
   exports.Set("openUffd", Napi::Function::New(env, OpenUffd, "openUffd"));
   exports.Set("apiHandshake", Napi::Function::New(env, ApiHandshake, "apiHandshake"));
   exports.Set("rawApi", Napi::Function::New(env, RawApi, "rawApi"));

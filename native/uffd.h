@@ -10,8 +10,8 @@
 #include <memory>
 #include <unordered_map>
 
+#include "fault_engine.h"
 #include "range_set.h"
-#include "reader.h"
 #include "resolve.h"
 
 class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
@@ -42,7 +42,7 @@ class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
   Napi::Value Continue(const Napi::CallbackInfo& info);
   Napi::Value Poison(const Napi::CallbackInfo& info);
   Napi::Value Move(const Napi::CallbackInfo& info);
-  // The event thread and native policies (native/reader.*).
+  // The fault engine and native policies (native/fault_engine.h).
   Napi::Value StartReader(const Napi::CallbackInfo& info);
   Napi::Value StopReader(const Napi::CallbackInfo& info);
   Napi::Value PauseReader(const Napi::CallbackInfo& info);
@@ -52,7 +52,6 @@ class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
   Napi::Value RemovePolicy(const Napi::CallbackInfo& info);
   Napi::Value PolicyStats(const Napi::CallbackInfo& info);
   Napi::Value ReadRawEvents(const Napi::CallbackInfo& info);
-  Napi::Value WaitReadable(const Napi::CallbackInfo& info);
 
   // Stops and joins the event thread, and drops what its policies kept alive. Idempotent.
   // The reports JS never took go to `undelivered`, if given.
@@ -62,7 +61,7 @@ class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
   int fd_ = -1;
   bool owns_fd_ = true;
   napi_env env_ = nullptr;
-  std::unique_ptr<Reader> reader_;
+  std::unique_ptr<FaultEngine> engine_;
   bool cleanup_hook_ = false;
   uint32_t next_policy_id_ = 1;
   // What this handle registered for MISSING or MINOR faults (native/range_set.h says why).

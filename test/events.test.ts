@@ -7,6 +7,7 @@
  */
 import { expect } from 'chai';
 import { FaultError, Mapping, Userfaultfd, testing, type PageFault, type UffdEvent } from '../lib/index';
+import { native } from '../lib/binding';
 import { pageSize } from '../lib/sysinfo';
 import { MEMTYPES, kernelModeUnavailable, skipIf, unavailable, type MemType } from './helpers/memtypes';
 import { scaled } from './helpers/speed';
@@ -370,7 +371,7 @@ describe('events: beyond the kernel suite', () => {
     uffd.register(shm, { minor: true });
     // A native thread drops a page: it waits until the REMOVE event is read, which nobody does yet.
     const dropping = testing.madvise({ address: anon.address + BigInt(3 * page), length: page }, 'DONTNEED');
-    expect(uffd.native.waitReadable(5000)).to.equal(true);
+    expect(native.testHooks!.waitReadable(uffd.native, 5000)).to.equal(true);
     const calls: [string, () => unknown][] = [
       ['UFFDIO_COPY', () => uffd.copy(anon.address, Buffer.alloc(page))],
       ['UFFDIO_ZEROPAGE', () => uffd.zeropage(anon.address, page)],

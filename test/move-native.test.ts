@@ -50,10 +50,10 @@ describe('native move guards', function () {
   });
 
   it('forkHold and reapChild check their numbers', function () {
-    expect(() => native.testing.forkHold(10 ** 9)).to.throw(RangeError);
-    expect(() => native.testing.forkHold(-1)).to.throw(RangeError);
-    expect(() => native.testing.reapChild(0)).to.throw(RangeError);
+    expect(() => native.testHooks!.forkHold(10 ** 9)).to.throw(RangeError);
+    expect(() => native.testHooks!.forkHold(-1)).to.throw(RangeError);
+    expect(() => native.testHooks!.reapChild(0)).to.throw(RangeError);
     // Never our own pid or anyone else's: only children forkHold made (errno ECHILD).
-    expect(() => native.testing.reapChild(process.pid)).to.throw().with.property('errno', -10);
+    expect(() => native.testHooks!.reapChild(process.pid)).to.throw().with.property('errno', -10);
   });
 });

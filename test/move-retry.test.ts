@@ -33,7 +33,8 @@ const w = new Worker(
 const out = { page };
 // Wait until the REMOVE event is pending (a Worker takes its time to start, more so under
 // emulation), without reading it.
-const whenPending = (run) => (u.native.waitReadable(0) ? run() : setTimeout(() => whenPending(run), 5));
+const { native } = require(ARGS.binding);
+const whenPending = (run) => (native.testHooks.waitReadable(u.native, 0) ? run() : setTimeout(() => whenPending(run), 5));
 whenPending(() => {
   try { u.move(dst.address, src.address, page); } catch (e) { out.raw = { code: e.code, bytes: e.bytes }; }
   const t0 = Date.now();

@@ -121,7 +121,7 @@ describe('policy integrity: arguments that cannot be honoured', () => {
       const codeOf = (f) => { try { f(); return 'none'; } catch (e) { return e.name + ':' + (e.code ?? ''); } };
       const ts = codeOf(() => u.handle(mem, { copyFrom: { fd } }, { unit: 2 ** 36 }));
       u.events(); // starts the event thread, as handle() would have
-      const native = codeOf(() => u.native.addPolicy(mem.address, mem.length, 2, 2 ** 36, fd, 0));
+      const native = codeOf(() => u.native.addPolicy({ kind: 'copyFd', address: mem.address, length: mem.length, unit: 2 ** 36, fd, offset: 0 }));
       console.log(JSON.stringify({ ts, native }));
       u.close();
     `);

@@ -152,10 +152,10 @@ describe('Userfaultfd.fromFd adopts only a userfaultfd', () => {
       const { Userfaultfd, Mapping, pageSize } = require(ARGS.pkg);
       const { native } = require(ARGS.binding);
       const owner = Userfaultfd.open();
-      native.testing.nonblocking(owner.fd, false);
-      const blockingBefore = !native.testing.nonblocking(owner.fd);
+      native.testHooks.nonblocking(owner.fd, false);
+      const blockingBefore = !native.testHooks.nonblocking(owner.fd);
       const u = Userfaultfd.fromFd(owner.fd, { features: owner.features });
-      const out = { blockingBefore, nonblockingAfter: native.testing.nonblocking(u.fd) };
+      const out = { blockingBefore, nonblockingAfter: native.testHooks.nonblocking(u.fd) };
       u.register(Mapping.anonymous(pageSize()));
       out.events = u.readEvents({ timeoutMs: 50 }).length;
       u.close();

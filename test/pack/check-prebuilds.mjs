@@ -3,8 +3,9 @@
 // every install compiles for a minute (and fails where there is no compiler). Without this
 // check `npm pack` after the README's build packed no prebuilds at all, silently.
 //
-// Checks that each prebuild is there, is an ELF shared object for its architecture, and is not
-// older than the native sources. On failure it says how to make them and exits 1.
+// Checks that each prebuild is there, is an ELF shared object for its architecture, is not
+// older than the native sources, and carries no test hooks (test/native/hooks.cc: fork/kill
+// helpers the published addon must not have; prebuilds.sh builds without them). On failure it says how to make them and exits 1.
 // UFFD_ALLOW_MISSING_PREBUILDS=1 turns the failure into a warning, for a tarball that is only
 // tested locally (test/pack/smoke.sh on a machine without the arm64 cross toolchain).
 //
@@ -45,6 +46,8 @@ for (const [target, machine] of Object.entries(WANTED)) {
     problems.push(`${path.relative(root, file)} is built for ELF machine ${head.readUInt16LE(18)}, not ${target} (${machine})`);
   } else if (fs.statSync(file).mtimeMs < sources) {
     problems.push(`${path.relative(root, file)} is older than native/ or binding.gyp`);
+  } else if (fs.readFileSync(file).includes('testHooks')) {
+    problems.push(`${path.relative(root, file)} carries the test hooks (build it with UFFD_TEST_HOOKS=0, as npm run prebuilds does)`);
   }
 }
 
