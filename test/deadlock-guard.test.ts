@@ -9,7 +9,7 @@
  * thread asleep in its page fault for good. The child prints what it saw.
  */
 import { expect } from 'chai';
-import { childJson, spawnChild } from './helpers/child';
+import { childJson, childStdout, spawnChild } from './helpers/child';
 import { scaled } from './helpers/speed';
 import { MEMTYPES, skipIf, unavailable } from './helpers/memtypes';
 
@@ -173,5 +173,24 @@ describe('deadlock guard', () => {
     );
     expect(r.stdout.trim()).to.equal('faulting');
     expect(r.timedOut).to.equal(true);
+  });
+});
+
+describe('deadlock guard: JS handlers on the main loop', () => {
+  it('the deadlock guard still rescues a fault the JS thread raises on itself', () => {
+    const out = childStdout(`
+      const page = uffd.pageSize();
+      const u = uffd.Userfaultfd.open();
+      const area = uffd.Mapping.anonymous(4 * page);
+      u.register(area);
+      let errors = [];
+      u.on('pagefault', () => { throw new Error('the JS thread cannot serve its own fault'); });
+      u.on('error', (err) => errors.push(err.code));
+      const v = new Uint8Array(area.buffer)[page]; // asleep in the kernel until the guard steps in
+      // The report reaches JS after the fault is resolved, however slow the machine: wait for it,
+      // then a little longer for anything that should not come.
+      waitFor(() => errors.length > 0).then(() => setTimeout(() => { console.log(v, errors.join(',')); u.close(); }, 50));
+    `);
+    expect(out.trim()).to.equal('0 ERR_UFFD_DEADLOCK_GUARD');
   });
 });

@@ -1,9 +1,11 @@
 /**
- * Object lifetime: memory that native threads use after the call that gave it to them returned.
- * A Mapping that testing.touch threads are touching stays mapped until they end, through unmap()
- * and through the teardown of the Worker that made it; the threads do not call into a Worker that
- * is gone; a move table is copied when its policy is added; testing.touch refuses memory that is
- * not there. Each of these was a SIGSEGV of the whole process.
+ * Object lifetime. A Userfaultfd that the program drops (unref()ed, with no policy) is
+ * garbage-collected, and its event thread stopped. Memory that native threads use after the call
+ * that gave it to them returned stays theirs: a Mapping that testing.touch threads are touching
+ * stays mapped until they end, through unmap() and through the teardown of the Worker that made
+ * it; the threads do not call into a Worker that is gone; a move table is copied when its policy
+ * is added; testing.touch refuses memory that is not there. Each of these was a SIGSEGV of the
+ * whole process.
  *
  * Every case runs in a child process (with --expose-gc, so that what is dropped is collected)
  * killed after a hard timeout; the child prints one JSON line with what it saw.
@@ -11,6 +13,35 @@
 import { expect } from 'chai';
 import { childJson } from './helpers/child';
 import { skipIf, unavailable } from './helpers/memtypes';
+
+describe('lifetime: a Userfaultfd nobody holds', () => {
+  it('a dropped, unref()ed Userfaultfd with a listener is garbage-collected (and its thread stopped)', () => {
+    const out = childJson<{ collected: boolean }>(
+      `
+      const collected = new Promise((resolve) => {
+        // Held globally: a registry that is itself collected never calls back.
+        globalThis.registry = new FinalizationRegistry(resolve);
+        (() => {
+          const u = uffd.Userfaultfd.open().unref();
+          u.on('pagefault', () => {});
+          globalThis.registry.register(u, true);
+        })();
+      });
+      (async () => {
+        let done = false;
+        collected.then(() => (done = true));
+        for (let i = 0; i < 50 && !done; i++) {
+          global.gc();
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        console.log(JSON.stringify({ collected: done }));
+      })();
+    `,
+      { nodeArgs: ['--expose-gc'] },
+    );
+    expect(out.collected).to.equal(true);
+  });
+});
 
 describe('lifetime: memory that native threads use after the call that gave it returned', () => {
   /** childJson with --expose-gc. */

@@ -1,14 +1,15 @@
 /**
  * What keeps the process alive: the event thread keeps it alive, as a server would, while
- * something consumes its events (a listener, an iterator or a policy); unref() lets the process
- * exit anyway, ref() undoes that, and an unref()ed userfaultfd still serves its faults while
+ * something consumes its events (a listener, an iterator or a policy), and no longer once the
+ * last consumer is gone (off(), the iterator's return(), close()). unref() lets the process exit
+ * anyway, ref() undoes that, and an unref()ed userfaultfd still serves its faults while
  * something else keeps the process alive.
  *
  * Every case runs in a child process: whether it exits by itself is what is tested. A child that
  * should stay alive is killed once it has shown that it does.
  */
 import { expect } from 'chai';
-import { childJson, expectClean, spawnChild } from './helpers/child';
+import { childJson, childStdout, expectClean, runChild, spawnChild } from './helpers/child';
 
 describe('ref() and unref()', () => {
   const cases: { title: string; setup: string; alive: boolean }[] = [
@@ -60,5 +61,40 @@ describe('ref() and unref()', () => {
     `);
     expect(out.served).to.equal(8);
     expect(out.sum).to.equal(String((8 * 9) / 2));
+  });
+});
+
+describe('the event thread does not outlive its consumers', () => {
+  it('off() of the last listener lets the process exit', () => {
+    const r = runChild(`
+      const u = uffd.Userfaultfd.open();
+      const onFault = () => {};
+      u.on('pagefault', onFault);
+      u.off('pagefault', onFault);
+      const it = u.events();
+      it.return();
+      setTimeout(() => console.log('idle'), 10);
+    `);
+    expectClean(r);
+    expect(r.stdout.trim()).to.equal('idle');
+  });
+
+  it('close() inside the listener, and an idle unref()ed uffd, let the process exit', () => {
+    const out = childStdout(`
+      const page = uffd.pageSize();
+      const u = uffd.Userfaultfd.open();
+      const area = uffd.Mapping.anonymous(4 * page);
+      u.register(area);
+      u.on('pagefault', (ev) => { u.copy(ev.address, Buffer.alloc(page, 9)); u.close(); });
+      uffd.testing.touch({ address: area.address, length: page }).then((r) => {
+        console.log('closed', u.closed);
+        const idle = uffd.Userfaultfd.open();
+        const m = uffd.Mapping.anonymous(page);
+        idle.register(m);
+        idle.on('pagefault', () => {});
+        idle.unref();
+      });
+    `);
+    expect(out.trim()).to.equal('closed true');
   });
 });

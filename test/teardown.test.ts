@@ -8,7 +8,7 @@
  * crashes or hangs the whole process. The child prints what it saw.
  */
 import { expect } from 'chai';
-import { childJson, expectClean, runChild } from './helpers/child';
+import { childJson, expectClean, PACKAGE, runChild } from './helpers/child';
 
 describe('environment teardown with the event thread running', () => {
   it('Workers that start a listener and leave without close() (process.exit, terminate, unref) do not crash or hang the process', () => {
@@ -158,5 +158,37 @@ describe('environment teardown with the event thread running', () => {
     expect(out.seen).to.equal(64);
     expect(out.touched).to.deep.equal([4096, 4096, 4096, 4096]);
     expect(out.intact).to.equal(true);
+  });
+
+  it('a Worker with a listener is torn down cleanly, by terminate() and by process.exit()', () => {
+    const r = runChild(
+      `
+      const { Worker } = require('node:worker_threads');
+      const code = (exit) => \`
+        const { parentPort } = require('node:worker_threads');
+        const uffd = require(\${JSON.stringify(ARGS)});
+        const page = uffd.pageSize();
+        const u = uffd.Userfaultfd.open();
+        const area = uffd.Mapping.anonymous(64 * page);
+        u.register(area);
+        u.on('pagefault', (ev) => u.copy(ev.address, Buffer.alloc(page, 3)));
+        uffd.testing.touch(area, { threads: 2 }).then((r) => {
+          parentPort.postMessage(r.length);
+          if (\${exit}) process.exit(0);
+        });
+      \`;
+      const first = new Worker(code(false), { eval: true });
+      first.on('message', (n) => { console.log('served', n); first.terminate(); });
+      first.on('exit', () => {
+        console.log('terminated');
+        const second = new Worker(code(true), { eval: true });
+        second.on('exit', (c) => console.log('exited', c));
+      });
+    `,
+      { args: PACKAGE, timeoutMs: 20000 },
+    );
+    expect(r.timedOut, r.stderr).to.equal(false);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stdout.trim().split('\n')).to.deep.equal(['served 2', 'terminated', 'exited 0']);
   });
 });
