@@ -1,8 +1,13 @@
 /**
- * close(): it always returns, drops nothing it was told about, and nothing is emitted after it.
+ * close(): it always returns, drops nothing it was told about, and nothing is emitted after it;
+ * the threads still waiting on its faults are woken (the kernel releases them) and end normally.
+ *
+ * Every case runs in a child process killed after a hard timeout: a close() that hangs, or a
+ * fault it fails to release, would leave a thread asleep for good. The child prints what it saw.
  */
 import { expect } from 'chai';
-import { childJson, expectClean, runChild, runChildren } from './helpers/child';
+import { childJson, expectClean, runChildren } from './helpers/child';
+import { MEMTYPES, skipIf, unavailable } from './helpers/memtypes';
 
 describe('close', () => {
   it('never hangs: six processes race open, register, handle and close for seconds', async function () {
@@ -78,45 +83,138 @@ describe('close: nothing lost, nothing after', () => {
   });
 });
 
-describe('the event thread does not outlive its consumers', () => {
-  it('off() of the last listener lets the process exit', () => {
-    const r = runChild(`
-      const u = uffd.Userfaultfd.open();
-      const onFault = () => {};
-      u.on('pagefault', onFault);
-      u.off('pagefault', onFault);
-      const it = u.events();
-      it.return();
-      setTimeout(() => console.log('idle'), 10);
+describe('close() with faults pending', () => {
+  it('wakes faulting threads nobody reads for: they fault normally and the touch ends', () => {
+    const out = childJson<{ pending: number; settledBefore: boolean; touched: number[]; sum: string }>(`
+      (async () => {
+        const page = uffd.pageSize();
+        const u = uffd.Userfaultfd.open();
+        const mem = uffd.Mapping.anonymous(8 * page);
+        u.register(mem);
+        let settled = false;
+        const touch = uffd.testing.touch(mem, { threads: 2, mode: 'read', partition: false }).then((r) => { settled = true; return r; });
+        // Reading the faults does not resolve them: both threads stay asleep in the kernel.
+        const pending = [];
+        const until = Date.now() + 5000;
+        while (pending.length < 2 && Date.now() < until) pending.push(...u.readEvents({ timeoutMs: 50 }));
+        await new Promise((r) => setTimeout(r, 100));
+        const settledBefore = settled;
+        u.close();
+        const res = await touch;
+        console.log(JSON.stringify({ pending: pending.length, settledBefore, touched: res.map((r) => r.touched), sum: String(res[0].sum + res[1].sum) }));
+      })();
     `);
-    expectClean(r);
-    expect(r.stdout.trim()).to.equal('idle');
+    expect(out.pending).to.equal(2);
+    expect(out.settledBefore).to.equal(false);
+    expect(out.touched).to.deep.equal([8, 8]);
+    expect(out.sum).to.equal('0'); // unregistered by the release: plain zero pages
   });
 
-  it('a dropped, unref()ed Userfaultfd with a listener is garbage-collected (and its thread stopped)', () => {
-    const out = childJson<{ collected: boolean }>(
-      `
-      const collected = new Promise((resolve) => {
-        // Held globally: a registry that is itself collected never calls back.
-        globalThis.registry = new FinalizationRegistry(resolve);
-        (() => {
-          const u = uffd.Userfaultfd.open().unref();
-          u.on('pagefault', () => {});
-          globalThis.registry.register(u, true);
-        })();
-      });
+  it('stops the event thread of a listener that never resolves, and wakes its faults', () => {
+    const out = childJson<{ seen: number; settledBefore: boolean; touched: number[]; after: number }>(`
       (async () => {
-        let done = false;
-        collected.then(() => (done = true));
-        for (let i = 0; i < 50 && !done; i++) {
-          global.gc();
-          await new Promise((r) => setTimeout(r, 10));
-        }
-        console.log(JSON.stringify({ collected: done }));
+        const page = uffd.pageSize();
+        const u = uffd.Userfaultfd.open();
+        const mem = uffd.Mapping.anonymous(16 * page);
+        u.register(mem);
+        let seen = 0;
+        let after = 0;
+        let closed = false;
+        u.on('pagefault', () => { if (closed) after++; else seen++; });
+        let settled = false;
+        const touch = uffd.testing.touch(mem, { threads: 4, mode: 'write' }).then((r) => { settled = true; return r; });
+        while (seen < 4) await new Promise((r) => setTimeout(r, 10));
+        await new Promise((r) => setTimeout(r, 100));
+        const settledBefore = settled;
+        u.close();
+        closed = true;
+        const res = await touch;
+        await new Promise((r) => setTimeout(r, 50));
+        console.log(JSON.stringify({ seen, settledBefore, touched: res.map((r) => r.touched), after }));
       })();
-    `,
-      { nodeArgs: ['--expose-gc'] },
-    );
-    expect(out.collected).to.equal(true);
+    `);
+    expect(out.seen).to.equal(4);
+    expect(out.settledBefore).to.equal(false);
+    expect(out.touched).to.deep.equal([4, 4, 4, 4]);
+    expect(out.after, 'events delivered after close()').to.equal(0);
+  });
+
+  it('while faults stream in: no event reaches the listener after it (whose copy would throw ERR_UFFD_CLOSED)', () => {
+    // No 'error' listener: a handler failing on the closed descriptor would crash the child.
+    const out = childJson<{ served: number; after: number; touched: number[] }>(`
+      (async () => {
+        const page = uffd.pageSize();
+        const pages = 8192;
+        const u = uffd.Userfaultfd.open();
+        const mem = uffd.Mapping.anonymous(pages * page);
+        u.register(mem);
+        const src = Buffer.alloc(page, 1);
+        let served = 0, after = 0, closed = false;
+        u.on('pagefault', (ev) => {
+          if (closed) after++;
+          u.copy(ev.address, src);
+          served++;
+        });
+        const touch = uffd.testing.touch(mem, { threads: 2, mode: 'read', order: 'random', partition: false });
+        while (served < 100) await new Promise((r) => setImmediate(r));
+        // Keep the JS thread busy so that batches queue up for it, then close with them queued.
+        const until = Date.now() + 20;
+        while (Date.now() < until);
+        u.close();
+        closed = true;
+        const res = await touch;
+        await new Promise((r) => setTimeout(r, 50));
+        console.log(JSON.stringify({ served, after, touched: res.map((r) => r.touched) }));
+      })();
+    `);
+    expect(out.after, 'events delivered after close()').to.equal(0);
+    expect(out.touched).to.deep.equal([8192, 8192]);
+  });
+
+  it('works when called from inside the pagefault listener', () => {
+    const out = childJson<{ seen: number; touched: number[]; closed: boolean }>(`
+      (async () => {
+        const page = uffd.pageSize();
+        const u = uffd.Userfaultfd.open();
+        const mem = uffd.Mapping.anonymous(8 * page);
+        u.register(mem);
+        let seen = 0;
+        u.on('pagefault', () => { seen++; u.close(); });
+        const res = await uffd.testing.touch(mem, { threads: 2, mode: 'read', partition: false });
+        console.log(JSON.stringify({ seen, touched: res.map((r) => r.touched), closed: u.closed }));
+      })();
+    `);
+    expect(out.seen).to.be.at.least(1);
+    expect(out.touched).to.deep.equal([8, 8]);
+    expect(out.closed).to.equal(true);
+  });
+
+  it('wakes a writer waiting on a write-protected page; its write then lands', function () {
+    skipIf(this, unavailable(MEMTYPES[0], 'PAGEFAULT_FLAG_WP'));
+    const out = childJson<{ wp: boolean; settledBefore: boolean; words: string[] }>(`
+      (async () => {
+        const page = uffd.pageSize();
+        const u = uffd.Userfaultfd.open();
+        const mem = uffd.Mapping.anonymous(4 * page);
+        new Uint8Array(mem.buffer).fill(0xaa); // present before registering
+        u.register(mem, { wp: true });
+        u.writeProtect(mem, true);
+        let settled = false;
+        const touch = uffd.testing.touch(mem, { threads: 1, mode: 'write' }).then((r) => { settled = true; return r; });
+        let ev = [];
+        const until = Date.now() + 5000;
+        while (ev.length === 0 && Date.now() < until) ev = u.readEvents({ timeoutMs: 50 });
+        await new Promise((r) => setTimeout(r, 50));
+        const settledBefore = settled;
+        u.close();
+        await touch;
+        const view = new DataView(mem.buffer);
+        const words = [0, 1, 2, 3].map((i) => '0x' + view.getBigUint64(i * page, true).toString(16));
+        console.log(JSON.stringify({ wp: ev.length > 0 && ev[0].flags.wp, settledBefore, words }));
+      })();
+    `);
+    expect(out.wp).to.equal(true);
+    expect(out.settledBefore).to.equal(false);
+    expect(out.words).to.deep.equal(['0x1', '0x2', '0x3', '0x4']); // 'write' stores unit index + 1
   });
 });

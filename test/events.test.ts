@@ -6,11 +6,11 @@
  * children only; the JS thread never touches an unresolved registered page here.
  */
 import { expect } from 'chai';
-import { FaultError, Mapping, Userfaultfd, testing, type PageFault, type UffdEvent } from '../lib/index';
+import { Mapping, Userfaultfd, testing, type PageFault, type UffdEvent } from '../lib/index';
 import { native } from '../lib/binding';
 import { pageSize } from '../lib/sysinfo';
 import { MEMTYPES, kernelModeUnavailable, skipIf, unavailable, type MemType } from './helpers/memtypes';
-import { scaled } from './helpers/speed';
+import { waitFor } from './helpers/wait';
 
 const page = pageSize();
 const PAGES = 32;
@@ -24,15 +24,6 @@ function indexed(type: MemType, units: number): Buffer {
 
 function unitOf(type: MemType, address: bigint): bigint {
   return address - (address % BigInt(type.unit));
-}
-
-/** Resolves once `cond()` holds; rejects after `ms`. */
-async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
-  const until = Date.now() + scaled(ms);
-  while (!cond()) {
-    if (Date.now() > until) throw new Error('timed out waiting for an event');
-    await new Promise((r) => setTimeout(r, 1));
-  }
 }
 
 function words(mem: Mapping, unit: number): bigint[] {
@@ -443,41 +434,6 @@ describe('events: beyond the kernel suite', () => {
       fs.closeSync(fd);
       fs.rmSync(path.dirname(file), { recursive: true });
     }
-  });
-
-  it('a move table entry pointing at a hole in the source maps zeros (and does not spin)', async function () {
-    skipIf(this, unavailable(undefined, 'MOVE'));
-    using uffd = Userfaultfd.open();
-    using mem = Mapping.anonymous(2 * page);
-    using from = Mapping.anonymous(2 * page);
-    new Uint8Array(from.buffer, 0, page).fill(0x31); // page 0 present, page 1 a hole
-    uffd.register(mem);
-    const mover = uffd.handle(mem, { moveFrom: new BigUint64Array([from.address, from.address + BigInt(page)]) });
-    await testing.touch(mem);
-    expect([0, 1].map((i) => new Uint8Array(mem.buffer)[i * page])).to.deep.equal([0x31, 0]);
-    expect(mover.stats()).to.include({ faults: 2, errors: 0 });
-  });
-
-  it('a move table entry whose source was unmapped maps zeros and is an ENOENT error event (the data is gone)', async function () {
-    skipIf(this, unavailable(undefined, 'MOVE'));
-    using uffd = Userfaultfd.open();
-    using mem = Mapping.anonymous(3 * page);
-    using kept = Mapping.anonymous(2 * page);
-    const gone = Mapping.anonymous(page);
-    new Uint8Array(kept.buffer).fill(0x31, 0, page); // kept page 1 stays a hole
-    new Uint8Array(gone.buffer).fill(0x32);
-    uffd.register(mem);
-    const errors: FaultError[] = [];
-    uffd.on('error', (err) => errors.push(err as FaultError));
-    const table = new BigUint64Array([kept.address, kept.address + BigInt(page), gone.address]);
-    const mover = uffd.handle(mem, { moveFrom: table });
-    gone.unmap();
-    await testing.touch(mem);
-    await waitFor(() => errors.length > 0);
-    expect([0, 1, 2].map((i) => new Uint8Array(mem.buffer)[i * page])).to.deep.equal([0x31, 0, 0]);
-    expect(errors).to.have.length(1);
-    expect(errors[0]).to.include({ code: 'ENOENT', ioctl: 'UFFDIO_MOVE', address: mem.address + BigInt(2 * page), policy: mover.id });
-    expect(mover.stats()).to.include({ faults: 3, errors: 1 });
   });
 
   it('policies check their arguments', () => {

@@ -1,15 +1,79 @@
 /**
- * UFFDIO_MOVE through movePages: the kernel selftests' move, move-pmd and move-pmd-split cases,
- * then the error matrix they lack (ENOENT, EEXIST, EBUSY after fork, EINVAL, partial progress).
+ * UFFDIO_MOVE, what the kernel's move does: the raw ioctl (uffd.move: partial progress as EAGAIN,
+ * holes, EEXIST, EINVAL), then, through movePages, the kernel selftests' move, move-pmd and
+ * move-pmd-split cases and the error matrix they lack (ENOENT, EEXIST, EBUSY after fork, EINVAL,
+ * partial progress).
+ *
+ * The other MOVE tests: what movePages and movePageList add to the ioctl (the copy fallback,
+ * retries, batches, data integrity) in move-pages.test.ts; faults resolved by a move-table
+ * policy (moveFrom) in move-policy.test.ts; the compactor built on both in compactor*.test.ts.
  */
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { Mapping, MoveError, movePages, testing, UffdError, Userfaultfd } from '../lib/index';
 import { isPresent } from './helpers/pagemap';
-import { skipIf } from './helpers/memtypes';
+import { skipIf, unavailable } from './helpers/memtypes';
 import { allHuge, area, fillPage, moveSuite, PAGE, pageHolds, sleep, thpUnavailable, type Area } from './helpers/move';
-import { hugePageSize, thpSize } from '../lib/sysinfo';
+import { hugePageSize, pageSize, thpSize } from '../lib/sysinfo';
 import { hugetlbUnavailable } from './helpers/hugetlb';
+import { pattern } from './helpers/pattern';
+
+describe('move [anon]', () => {
+  const page = pageSize();
+
+  it('moves pages into a registered range; the source then reads zeros', function () {
+    skipIf(this, unavailable(undefined, 'MOVE'));
+    using uffd = Userfaultfd.open();
+    using src = Mapping.anonymous(4 * page);
+    using dst = Mapping.anonymous(4 * page);
+    const data = pattern(4 * page, 5);
+    data.copy(Buffer.from(src.buffer));
+    uffd.register(dst);
+    expect(uffd.move(dst.address, src.address, 4 * page)).to.equal(4 * page);
+    expect(Buffer.from(dst.buffer).equals(data)).to.equal(true);
+    expect(Buffer.from(src.buffer).every((b) => b === 0)).to.equal(true);
+  });
+
+  it('a hole in the source stops the move: partial progress, then ENOENT; allowSrcHoles skips it', function () {
+    skipIf(this, unavailable(undefined, 'MOVE'));
+    using uffd = Userfaultfd.open();
+    using src = Mapping.anonymous(4 * page);
+    using dst = Mapping.anonymous(4 * page);
+    new Uint8Array(src.buffer, 0, page).fill(9); // page 0 present, pages 1..3 holes
+    uffd.register(dst);
+    // The page before the hole moves; the kernel reports that as partial progress: EAGAIN with
+    // bytes = one page. Continuing from there meets the hole: ENOENT with nothing done.
+    expect(() => uffd.move(dst.address, src.address, 4 * page))
+      .to.throw(UffdError)
+      .that.deep.includes({ code: 'EAGAIN', ioctl: 'UFFDIO_MOVE', bytes: page });
+    expect(new Uint8Array(dst.buffer)[0]).to.equal(9);
+    expect(() => uffd.move(dst.address + BigInt(page), src.address + BigInt(page), 3 * page))
+      .to.throw(UffdError)
+      .that.deep.includes({ code: 'ENOENT', errno: -2, bytes: 0 });
+    expect(uffd.move(dst.address + BigInt(page), src.address + BigInt(page), 3 * page, { allowSrcHoles: true })).to.equal(3 * page);
+  });
+
+  it('a mapped destination is EEXIST', function () {
+    skipIf(this, unavailable(undefined, 'MOVE'));
+    using uffd = Userfaultfd.open();
+    using src = Mapping.anonymous(page);
+    using dst = Mapping.anonymous(page);
+    new Uint8Array(src.buffer).fill(1);
+    uffd.register(dst);
+    uffd.zeropage(dst.address, page);
+    expect(() => uffd.move(dst.address, src.address, page)).to.throw(UffdError).that.deep.includes({ code: 'EEXIST', bytes: 0 });
+  });
+
+  it('a shmem source is EINVAL', function () {
+    skipIf(this, unavailable(undefined, 'MOVE'));
+    using uffd = Userfaultfd.open();
+    using src = Mapping.shared(page);
+    using dst = Mapping.anonymous(page);
+    new Uint8Array(src.buffer).fill(1);
+    uffd.register(dst);
+    expect(() => uffd.move(dst.address, src.address, page)).to.throw(UffdError).with.property('code', 'EINVAL');
+  });
+});
 
 describe('movePages', function () {
   let uffd: Userfaultfd;

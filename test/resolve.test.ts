@@ -1,20 +1,16 @@
 /**
- * The resolving ioctls per memory type: COPY, ZEROPAGE, CONTINUE, WRITEPROTECT, POISON, MOVE,
- * WAKE. Nothing here touches a registered, unresolved page from the JS thread: pages are resolved
- * before they are read, and crashes that are the expected outcome run in a child process.
+ * The resolving ioctls per memory type: COPY, ZEROPAGE, CONTINUE, WRITEPROTECT, POISON, WAKE
+ * (MOVE, for anonymous memory only, has its own file: move.test.ts). Nothing here touches a
+ * registered, unresolved page from the JS thread: pages are resolved before they are read, and
+ * crashes that are the expected outcome run in a child process.
  */
 import { expect } from 'chai';
 import { Mapping, Userfaultfd, UffdError } from '../lib/index';
 import { pageSize } from '../lib/sysinfo';
 import { runChild } from './helpers/child';
 import { MEMTYPES, skipIf, unavailable } from './helpers/memtypes';
+import { pattern } from './helpers/pattern';
 import { isPresent, isUffdWp } from './helpers/pagemap';
-
-function pattern(length: number, seed: number): Buffer {
-  const b = Buffer.alloc(length);
-  for (let i = 0; i < length; i += 4) b.writeUInt32LE((i * 2654435761 + seed) >>> 0, i);
-  return b;
-}
 
 for (const type of MEMTYPES) {
   describe(`resolve [${type.name}]`, () => {
@@ -155,63 +151,6 @@ for (const type of MEMTYPES) {
     });
   });
 }
-
-describe('move [anon]', () => {
-  const page = pageSize();
-
-  it('moves pages into a registered range; the source then reads zeros', function () {
-    skipIf(this, unavailable(undefined, 'MOVE'));
-    using uffd = Userfaultfd.open();
-    using src = Mapping.anonymous(4 * page);
-    using dst = Mapping.anonymous(4 * page);
-    const data = pattern(4 * page, 5);
-    data.copy(Buffer.from(src.buffer));
-    uffd.register(dst);
-    expect(uffd.move(dst.address, src.address, 4 * page)).to.equal(4 * page);
-    expect(Buffer.from(dst.buffer).equals(data)).to.equal(true);
-    expect(Buffer.from(src.buffer).every((b) => b === 0)).to.equal(true);
-  });
-
-  it('a hole in the source stops the move: partial progress, then ENOENT; allowSrcHoles skips it', function () {
-    skipIf(this, unavailable(undefined, 'MOVE'));
-    using uffd = Userfaultfd.open();
-    using src = Mapping.anonymous(4 * page);
-    using dst = Mapping.anonymous(4 * page);
-    new Uint8Array(src.buffer, 0, page).fill(9); // page 0 present, pages 1..3 holes
-    uffd.register(dst);
-    // The page before the hole moves; the kernel reports that as partial progress: EAGAIN with
-    // bytes = one page. Continuing from there meets the hole: ENOENT with nothing done.
-    expect(() => uffd.move(dst.address, src.address, 4 * page))
-      .to.throw(UffdError)
-      .that.deep.includes({ code: 'EAGAIN', ioctl: 'UFFDIO_MOVE', bytes: page });
-    expect(new Uint8Array(dst.buffer)[0]).to.equal(9);
-    expect(() => uffd.move(dst.address + BigInt(page), src.address + BigInt(page), 3 * page))
-      .to.throw(UffdError)
-      .that.deep.includes({ code: 'ENOENT', errno: -2, bytes: 0 });
-    expect(uffd.move(dst.address + BigInt(page), src.address + BigInt(page), 3 * page, { allowSrcHoles: true })).to.equal(3 * page);
-  });
-
-  it('a mapped destination is EEXIST', function () {
-    skipIf(this, unavailable(undefined, 'MOVE'));
-    using uffd = Userfaultfd.open();
-    using src = Mapping.anonymous(page);
-    using dst = Mapping.anonymous(page);
-    new Uint8Array(src.buffer).fill(1);
-    uffd.register(dst);
-    uffd.zeropage(dst.address, page);
-    expect(() => uffd.move(dst.address, src.address, page)).to.throw(UffdError).that.deep.includes({ code: 'EEXIST', bytes: 0 });
-  });
-
-  it('a shmem source is EINVAL', function () {
-    skipIf(this, unavailable(undefined, 'MOVE'));
-    using uffd = Userfaultfd.open();
-    using src = Mapping.shared(page);
-    using dst = Mapping.anonymous(page);
-    new Uint8Array(src.buffer).fill(1);
-    uffd.register(dst);
-    expect(() => uffd.move(dst.address, src.address, page)).to.throw(UffdError).with.property('code', 'EINVAL');
-  });
-});
 
 describe('wake', () => {
   it('wakes a range with no waiters without error, and validates it', () => {

@@ -87,6 +87,14 @@ export function childJson<T>(script: string, options: ChildOptions & { args?: Re
   return JSON.parse(lines[lines.length - 1]) as T;
 }
 
+/** runChild, asserting that the child ended by itself with status 0; what it printed. */
+export function childStdout(script: string, timeoutMs = 20000): string {
+  const r = runChild(script, { timeoutMs });
+  expect(r.timedOut, `timed out; stderr: ${r.stderr}`).to.equal(false);
+  expect(r.status, r.stderr).to.equal(0);
+  return r.stdout;
+}
+
 /** Options of {@link spawnChild}. */
 export interface SpawnOptions {
   timeoutMs?: number;
