@@ -4,11 +4,11 @@
  * @module
  */
 import { constants as osConstants } from 'node:os';
-import { native, type NativeMapping } from './binding';
-import { MADVISE, type MadviseName } from './constants';
-import { invalidType } from './errors';
-import { Mapping, nativeHandle } from './mapping';
-import { describe, toAddress, toLength, toOptions, type Address } from './validate';
+import { native, type NativeMapping } from './core/binding';
+import { MADVISE, type MadviseName } from './core/constants';
+import { invalidType } from './core/errors';
+import { Mapping, nativeHandle } from './core/mapping';
+import { describe, toAddress, toLength, toOptions, type Address } from './core/validate';
 
 /** Options of {@link touch}. */
 export interface TouchOptions {

@@ -7,7 +7,7 @@
  */
 import { expect } from 'chai';
 import { FaultError, Mapping, Userfaultfd, testing, type PageFault, type UffdEvent } from '../lib/index';
-import { pageSize } from '../lib/sysinfo';
+import { pageSize } from '../lib/core/sysinfo';
 import { MEMTYPES, kernelModeUnavailable, skipIf, unavailable, type MemType } from './helpers/memtypes';
 import { scaled } from './helpers/speed';
 

@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai';
 import { movePageList, movePages, MoveError, Userfaultfd } from '../lib/index';
-import { populatedRuns } from '../lib/move-scan';
+import { populatedRuns } from '../lib/memory/move-scan';
 import { skipIf, unavailable } from './helpers/memtypes';
 import { area, fillPage, openMoveUffd, PAGE, pageHolds, sha, type Area } from './helpers/move';
 

@@ -1,9 +1,9 @@
 /**
- * The addon's own checks on the move entry points (the second line behind lib/move.ts): anything
+ * The addon's own checks on the move entry points (the second line behind lib/memory/move.ts): anything
  * at all passed straight to the binding throws TypeError / RangeError and never crashes.
  */
 import { expect } from 'chai';
-import { native, type NativeUffd } from '../lib/binding';
+import { native, type NativeUffd } from '../lib/core/binding';
 import { Userfaultfd } from '../lib/index';
 import { PAGE } from './helpers/move';
 

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { runChild } from './helpers/child';
 import { skipIf, unavailable } from './helpers/memtypes';
 
-const BINDING = path.resolve(__dirname, '..', 'lib', 'binding.js');
+const BINDING = path.resolve(__dirname, '..', 'lib', 'core', 'binding.js');
 
 const SCRIPT = `
 const { Worker } = require('node:worker_threads');

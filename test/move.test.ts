@@ -8,7 +8,7 @@ import { Mapping, MoveError, movePages, testing, UffdError, Userfaultfd } from '
 import { isPresent } from './helpers/pagemap';
 import { skipIf } from './helpers/memtypes';
 import { allHuge, area, fillPage, moveSuite, PAGE, pageHolds, sleep, thpUnavailable, type Area } from './helpers/move';
-import { hugePageSize, thpSize } from '../lib/sysinfo';
+import { hugePageSize, thpSize } from '../lib/core/sysinfo';
 import { hugetlbUnavailable } from './helpers/hugetlb';
 
 describe('movePages', function () {

@@ -5,7 +5,7 @@
  * @module
  */
 import * as fs from 'node:fs';
-import { native } from './binding';
+import { native } from '../core/binding';
 import {
   PAGE_CATEGORIES,
   PAGE_CATEGORY_NAMES,
@@ -13,10 +13,10 @@ import {
   PM_SCAN_WP_MATCHING,
   bitsOf,
   type PageCategory,
-} from './constants';
-import { UffdError, UnsupportedError, invalidType, invalidValue, outOfRange } from './errors';
+} from '../core/constants';
+import { UffdError, UnsupportedError, invalidType, invalidValue, outOfRange } from '../core/errors';
 import { PageRegions, REGION_WORDS, type PageRegion } from './regions';
-import { describe, optBool, toAddress, toLength, toOptions, type Address, type Range } from './validate';
+import { describe, optBool, toAddress, toLength, toOptions, type Address, type Range } from '../core/validate';
 
 /** Word indexes of struct pm_scan_arg, as native/pagemap.cc takes it. */
 export const SCAN_ARG = {

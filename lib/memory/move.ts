@@ -9,13 +9,13 @@
  * moves in one call into the addon, which is what a compactor needs.
  * @module
  */
-import { native, type NativeUffd } from './binding';
-import { FEATURES, MADVISE, MODE } from './constants';
-import { invalidType, outOfRange, UffdError, UnsupportedError } from './errors';
+import { native, type NativeUffd } from '../core/binding';
+import { FEATURES, MADVISE, MODE } from '../core/constants';
+import { invalidType, outOfRange, UffdError, UnsupportedError } from '../core/errors';
 import { holeBytes, hugeBlocks, populatedRuns } from './move-scan';
-import { hugePageSize, thpSize } from './sysinfo';
-import { availableFeatureBits, Userfaultfd } from './userfaultfd';
-import { checkAligned, oneOf, optBool, toAddress, toLength, toOptions, type Address } from './validate';
+import { hugePageSize, thpSize } from '../core/sysinfo';
+import { availableFeatureBits, Userfaultfd } from '../core/userfaultfd';
+import { checkAligned, oneOf, optBool, toAddress, toLength, toOptions, type Address } from '../core/validate';
 
 /** How to retry the EAGAIN that means "the address space is changing" (nothing was moved). */
 export interface RetryOptions {

@@ -9,14 +9,14 @@
  * under the page-table lock, so a write is either in this round or in the next, never lost.
  * @module
  */
-import { native } from './binding';
-import { FEATURES, PAGE_CATEGORIES, PM_SCAN_CHECK_WPASYNC, PM_SCAN_WP_MATCHING } from './constants';
-import { UnsupportedError, invalidType, outOfRange } from './errors';
-import { Mapping, holdMapping } from './mapping';
+import { native } from '../core/binding';
+import { FEATURES, PAGE_CATEGORIES, PM_SCAN_CHECK_WPASYNC, PM_SCAN_WP_MATCHING } from '../core/constants';
+import { UnsupportedError, invalidType, outOfRange } from '../core/errors';
+import { Mapping, holdMapping } from '../core/mapping';
 import { ownPagemap, pagemapSupport, type ScanPlan } from './pagemap';
 import { PageRegions, REGION_WORDS, type BufferOwner } from './regions';
-import { Userfaultfd, availableFeatureBits } from './userfaultfd';
-import { optBool, toLength, toOptions, toRange, type Range } from './validate';
+import { Userfaultfd, availableFeatureBits } from '../core/userfaultfd';
+import { optBool, toLength, toOptions, toRange, type Range } from '../core/validate';
 
 /** Options of {@link WriteTracker}. */
 export interface WriteTrackerOptions {

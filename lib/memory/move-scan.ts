@@ -14,9 +14,9 @@
  * @internal
  */
 import * as fs from 'node:fs';
-import { native } from './binding';
-import { PAGE_CATEGORIES } from './constants';
-import { UffdError } from './errors';
+import { native } from '../core/binding';
+import { PAGE_CATEGORIES } from '../core/constants';
+import { UffdError } from '../core/errors';
 import { SCAN_ARG, SCAN_ARG_SIZE } from './pagemap';
 
 export const PRESENT = 1n << BigInt(PAGE_CATEGORIES.PRESENT.bit);

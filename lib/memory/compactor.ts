@@ -3,15 +3,15 @@
  * UFFDIO_MOVE, with the forwarding table a collector needs to fix its pointers.
  * @module
  */
-import { native } from './binding';
-import { invalidType, invalidValue, outOfRange, UffdError } from './errors';
-import { Mapping } from './mapping';
+import { native } from '../core/binding';
+import { invalidType, invalidValue, outOfRange, UffdError } from '../core/errors';
+import { Mapping } from '../core/mapping';
 import { movePageList, moveSkippingMapped, type MovePagesOptions, type MoveReport } from './move';
 import { HUGE, holeBytes, hugeBlocks, populatedRuns } from './move-scan';
-import { thpSize } from './sysinfo';
-import type { PolicyHandle } from './policy';
-import { Userfaultfd } from './userfaultfd';
-import { describe, oneOf, optBool, toAddress, toLength, toOptions, type Address } from './validate';
+import { thpSize } from '../core/sysinfo';
+import type { PolicyHandle } from '../core/policy';
+import { Userfaultfd } from '../core/userfaultfd';
+import { describe, oneOf, optBool, toAddress, toLength, toOptions, type Address } from '../core/validate';
 
 /** Live bytes of the from-space: a page-aligned byte range. */
 export interface LiveRange {

@@ -102,7 +102,7 @@ export interface Binding {
   madviseRange(address: RawAddress, length: number, advice: number): void;
   testing: {
     // mapping: held mapped by the native thread until it is done (GC, Worker termination).
-    touch(address: bigint, length: number, options: object, mapping?: NativeMapping): Promise<import('./testing').TouchThreadResult[]>;
+    touch(address: bigint, length: number, options: object, mapping?: NativeMapping): Promise<import('../testing').TouchThreadResult[]>;
     forkTouch(address: bigint, length: number, options: object, mapping?: NativeMapping): Promise<{ status: number | null; signal: number | null }>;
     madvise(address: bigint, length: number, advice: number, mapping?: NativeMapping): Promise<void>;
     /** fork(); the child sleeps `ms` then exits, holding our private pages copy-on-write. */
@@ -131,9 +131,9 @@ function addonLoadError(root: string, cause: unknown): Error {
 }
 
 // node-gyp-build finds build/Release (a source build) or prebuilds/<platform>-<arch> from the
-// package root; this file is compiled to dist/lib/binding.js, two levels below it.
+// package root; this file is compiled to dist/lib/core/binding.js, three levels below it.
 function loadAddon(): Binding {
-  const root = path.join(__dirname, '..', '..');
+  const root = path.join(__dirname, '..', '..', '..');
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const load = require('node-gyp-build') as (dir: string) => unknown;
