@@ -4,11 +4,14 @@
  * @module
  */
 import { constants as osConstants } from 'node:os';
-import { native, type NativeMapping } from './core/binding';
+import { native, type NativeMapping, type TouchThreadResult } from './core/binding';
 import { MADVISE, type MadviseName } from './core/constants';
 import { invalidType } from './core/errors';
 import { Mapping, nativeHandle } from './core/mapping';
 import { describe, toAddress, toLength, toOptions, type Address } from './core/validate';
+
+// Declared in the binding, beside the native call that makes it.
+export type { TouchThreadResult } from './core/binding';
 
 /** Options of {@link touch}. */
 export interface TouchOptions {
@@ -34,17 +37,6 @@ export interface TouchOptions {
   seed?: number;
   /** Record each touch's duration in `latenciesNs`. */
   recordLatency?: boolean;
-}
-
-/** What one touching thread did. */
-export interface TouchThreadResult {
-  /** The thread's kernel thread id (what a THREAD_ID page fault reports as its thread). */
-  tid: number;
-  /** Touches made. */
-  touched: number;
-  /** Sum of the words read (read mode). */
-  sum: bigint;
-  latenciesNs?: Float64Array;
 }
 
 /**

@@ -7,7 +7,6 @@
 import { constants as bufferConstants } from 'node:buffer';
 import * as path from 'node:path';
 import { ERR_UFFD_ADDON_LOAD, UffdError, type SysErrorDetails } from './errors';
-import type { NativeReport } from './events';
 
 /** An address as the native layer takes it. */
 export type RawAddress = bigint | number;
@@ -56,6 +55,30 @@ export interface PolicyStats {
   errors: number;
 }
 
+/** What the event thread reports about a fault it could not resolve, or resolved as a guard. */
+export interface NativeReport {
+  address: bigint;
+  flags: number;
+  tid: number;
+  errno: number;
+  ioctl: string;
+  policy: number;
+  guard: boolean;
+}
+
+// Public (the result of testing.touch), but declared here, beside the native call that makes it:
+// the binding is the lowest layer and imports nothing above it.
+/** What one touching thread did. */
+export interface TouchThreadResult {
+  /** The thread's kernel thread id (what a THREAD_ID page fault reports as its thread). */
+  tid: number;
+  /** Touches made. */
+  touched: number;
+  /** Sum of the words read (read mode). */
+  sum: bigint;
+  latenciesNs?: Float64Array;
+}
+
 /** The native mapping handle (native/mapping.cc). */
 export interface NativeMapping {
   readonly address: bigint;
@@ -102,7 +125,7 @@ export interface Binding {
   madviseRange(address: RawAddress, length: number, advice: number): void;
   testing: {
     // mapping: held mapped by the native thread until it is done (GC, Worker termination).
-    touch(address: bigint, length: number, options: object, mapping?: NativeMapping): Promise<import('../testing').TouchThreadResult[]>;
+    touch(address: bigint, length: number, options: object, mapping?: NativeMapping): Promise<TouchThreadResult[]>;
     forkTouch(address: bigint, length: number, options: object, mapping?: NativeMapping): Promise<{ status: number | null; signal: number | null }>;
     madvise(address: bigint, length: number, advice: number, mapping?: NativeMapping): Promise<void>;
     /** fork(); the child sleeps `ms` then exits, holding our private pages copy-on-write. */

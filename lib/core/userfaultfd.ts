@@ -3,8 +3,8 @@
  * @module
  */
 import { EventEmitter } from 'node:events';
-import { native, type NativeUffd } from './binding';
-import { EVENT_TYPES, EventQueue, FaultError, decodeEvents, type NativeReport, type UffdEvent } from './events';
+import { native, type NativeReport, type NativeUffd } from './binding';
+import { EVENT_TYPES, EventQueue, FaultError, decodeEvents, type UffdEvent } from './events';
 import { Mapping, mappingOfBuffer, nativeHandle } from './mapping';
 import { PolicyHandle, nativePolicy, type Policy, type PolicyOptions } from './policy';
 import {
