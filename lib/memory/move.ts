@@ -14,7 +14,7 @@ import { FEATURES, MADVISE, MODE } from '../core/constants';
 import { invalidType, outOfRange, UffdError, UnsupportedError } from '../core/errors';
 import { holeBytes, hugeBlocks, populatedRuns } from './move-scan';
 import { hugePageSize, thpSize } from '../core/sysinfo';
-import { availableFeatureBits, Userfaultfd } from '../core/userfaultfd';
+import { availableFeatureBits, nativeUffdOf, type Userfaultfd } from '../core/userfaultfd';
 import { checkAligned, oneOf, optBool, toAddress, toLength, toOptions, type Address } from '../core/validate';
 
 /** How to retry the EAGAIN that means "the address space is changing" (nothing was moved). */
@@ -241,12 +241,6 @@ function hasMove(): boolean {
   return moveAvailable;
 }
 
-/** The native handle; the addon checks it is one and that it is open (ERR_UFFD_CLOSED). */
-function handleOf(uffd: Userfaultfd): NativeUffd {
-  if (!(uffd instanceof Userfaultfd)) throw invalidType('uffd must be a Userfaultfd');
-  return uffd.native;
-}
-
 /** A report of nothing done yet. @internal */
 export function newReport(): MoveReport {
   return { moved: 0, copied: 0, holes: undefined, hugeMoves: undefined, retries: 0, ioctls: 0, atomic: true };
@@ -305,7 +299,7 @@ function drive(handle: NativeUffd, moves: Moves, mode: bigint, report: MoveRepor
  * where allowed. What was done is in the report; throws MoveError where it stopped.
  */
 function moveAll(uffd: Userfaultfd, moves: Moves, s: Settings, report: MoveReport): void {
-  const handle = handleOf(uffd);
+  const handle = nativeUffdOf(uffd);
   if (!hasMove()) {
     if (!s.fallback) throw new UnsupportedError('UFFDIO_MOVE', FEATURES.MOVE.since, 'the kernel does not report MOVE; pass { fallback: "copy" } to copy instead');
     for (let i = 0; i < moves.count; i++) copyFallback(handle, moves, i, 0, moves.length(i), s, report, 'ERR_UFFD_UNSUPPORTED');
@@ -566,7 +560,7 @@ export function moveSkippingMapped(
   options?: Pick<MovePagesOptions, 'retry' | 'wake'>,
 ): { report: MoveReport; skipped: number } {
   const s = settings({ ...options, allowSrcHoles: true }, false);
-  const handle = handleOf(uffd);
+  const handle = nativeUffdOf(uffd);
   const moves = new MoveList(ops, ops.length / 3);
   const report = newReport();
   let skipped = 0;
