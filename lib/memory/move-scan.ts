@@ -3,13 +3,10 @@
  * (present or swapped; everything else is a hole UFFDIO_MOVE skips or refuses) and which are
  * mapped by a whole PMD (a transparent huge page).
  *
- * Why PAGEMAP_SCAN: it is one ioctl per range that returns runs, not one word per page, and its
- * HUGE category is exactly "mapped by a PMD" (hugetlb aside, which MOVE refuses anyway). The
- * alternatives are worse: /proc/self/smaps AnonHugePages is per VMA, not per range, and costs a
- * text parse of every mapping of the process; /proc/self/pagemap has no THP bit at all (that
- * lives in /proc/kpageflags, root only, one read per page). PAGEMAP_SCAN came in 6.7, before
- * MOVE (6.8), so wherever MOVE works this does; for the copy fallback on older kernels we read
- * /proc/self/pagemap's present and swapped bits instead, and report no huge pages.
+ * Why PAGEMAP_SCAN: one ioctl per range returns runs, and its HUGE category is exactly "mapped
+ * by a PMD". smaps is per VMA and a text parse; /proc/self/pagemap has no THP bit (kpageflags
+ * does, for root only). It came in 6.7, before MOVE (6.8): on older kernels, for the copy
+ * fallback, pagemap's present and swapped bits are read instead, and no huge pages reported.
  * @module
  * @internal
  */
@@ -34,7 +31,7 @@ export interface PageRun {
 const REGIONS = 256;
 // The scan's constant fields, made once: a BigInt operation allocates, and a scan runs per call
 // of movePages when it counts huge moves. The scans go through this thread's shared
-// /proc/self/pagemap (ownPagemap): opening it costs more than the scan itself.
+// /proc/self/pagemap (ownPagemap): opening one per scan would cost more than the scan.
 const POPULATED: Omit<ScanPlan, 'start' | 'end'> = {
   flags: 0n,
   mask: 0n,

@@ -166,8 +166,8 @@ class MoveList implements Moves {
 /**
  * movePages' one move, held as scalars and issued by the addon's moveOne. Why not a list of one:
  * movePages is on the hot path of a fault handler, and writing the move into a BigUint64Array
- * and reading it back makes BigInts on every call, garbage that costs more than the rest of the
- * call; scalar arguments also cost less to pass than a batch.
+ * and reading it back would make BigInts, garbage, on every call; scalar arguments also cost the
+ * addon less than a batch.
  */
 class OneMove implements Moves {
   readonly count = 1;
@@ -476,7 +476,7 @@ export function movePages(uffd: Userfaultfd, dst: Address, src: Address, length:
   const sa = toAddress(src, 'src');
   const len = toLength(length, 'length');
   // User-space addresses are below 2^53 on every 64-bit Linux (48- or 52-bit address spaces), so
-  // the common case is checked with plain numbers; BigInt division per call costs ~0.1 us each.
+  // the common case is checked with plain numbers: BigInt division allocates, on every call.
   const dn = Number(d);
   const sn = Number(sa);
   if (dn >= SAFE || sn >= SAFE || dn % PAGE_SIZE !== 0 || sn % PAGE_SIZE !== 0 || len % PAGE_SIZE !== 0) {
@@ -491,8 +491,8 @@ export function movePages(uffd: Userfaultfd, dst: Address, src: Address, length:
 
 /**
  * Run a list of moves in order, in as few calls into the addon as the kernel allows (one when
- * nothing goes wrong). For compactors: the per-call cost of crossing into the addon is a third
- * of a 4 KiB move, so moving page by page through {@link movePages} is measurably slower.
+ * nothing goes wrong). For compactors: each call into the addon costs time of its own, so a
+ * list moves faster than the same moves made one by one through {@link movePages}.
  * Accepts `{dst, src, length}` entries or a BigUint64Array of [dst, src, length] triples.
  *
  * The report is for the whole list; with `scan: true` each entry's destination is scanned.
@@ -503,8 +503,8 @@ export function movePageList(uffd: Userfaultfd, moves: readonly MoveSpec[] | Big
   const page = native.pageSize();
   let ops: BigUint64Array;
   if (moves instanceof BigUint64Array) {
-    // The shape here; every entry is checked by the addon before any moves (a second per-entry
-    // check in JS would cost about 5% of a list of 4 KiB moves).
+    // The shape here; every entry is checked by the addon before any moves (checking each one in
+    // JS as well would slow down a list of small moves).
     if (moves.length % 3 !== 0) throw outOfRange('a BigUint64Array of moves must hold [dst, src, length] triples');
     ops = moves;
   } else {
@@ -573,11 +573,9 @@ export function moveSkippingMapped(
       if (movedOnDemand(moves.dst(index) + BigInt(done))) {
         skipped++;
       } else if (populatedRuns(moves.src(index) + BigInt(done), PAGE_SIZE).length === 0) {
-        // Unclaimed, and the source page is gone: this very ioctl moved it and then said EEXIST.
-        // The kernel does that (6.18 here) when the source is a huge page that the event
-        // thread's on-demand move of another of its pages splits at the same moment: presumably
-        // a retry inside the ioctl finds the page it has just moved. Seen with a THP from-space,
-        // which THP 'always' makes of any heap; it made done reject with a false conflict.
+        // Unclaimed, and the source page is gone: this very ioctl moved it, then said EEXIST.
+        // Seen (6.18) when an on-demand move of another page of the same source huge page (THP
+        // 'always') splits it at that moment. Not a conflict.
         report.moved += PAGE_SIZE;
       } else {
         throw stopped(errno, moves, index, done, report);
