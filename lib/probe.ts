@@ -4,10 +4,10 @@
  * @module
  */
 import * as os from 'node:os';
-import { native } from './binding';
-import { FEATURES, FEATURE_NAMES, ioctlNames, namesOf, unknownBitsOf, type FeatureName, type FeatureSet, type IoctlName } from './constants';
-import { probePagemapScan, type PagemapScanSupport } from './pagemap';
-import { hugePageSize, hugetlbPools, pageSize, thpMode, thpSize, unprivilegedUserfaultfd, type HugetlbPool } from './sysinfo';
+import { native } from './core/binding';
+import { FEATURES, FEATURE_NAMES, ioctlNames, namesOf, unknownBitsOf, type FeatureName, type FeatureSet, type IoctlName } from './core/constants';
+import { probePagemapScan, type PagemapScanSupport } from './memory/pagemap';
+import { hugePageSize, hugetlbPools, pageSize, thpMode, thpSize, unprivilegedUserfaultfd, type HugetlbPool } from './core/sysinfo';
 
 /** Whether one way of opening a userfaultfd worked, and if not, the error code. */
 export interface OpenResult {

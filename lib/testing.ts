@@ -4,11 +4,14 @@
  * @module
  */
 import { constants as osConstants } from 'node:os';
-import { native, type NativeMapping } from './binding';
-import { MADVISE, type MadviseName } from './constants';
-import { invalidType } from './errors';
-import { Mapping, nativeHandle } from './mapping';
-import { describe, toAddress, toLength, toOptions, type Address } from './validate';
+import { native, type TouchThreadResult } from './core/binding';
+import { MADVISE, type MadviseName } from './core/constants';
+import { invalidType } from './core/errors';
+import { nativeMappingOf } from './core/mapping';
+import { describe, toAddress, toLength, toOptions, type Address } from './core/validate';
+
+// Declared in the binding, beside the native call that makes it.
+export type { TouchThreadResult } from './core/binding';
 
 /** Options of {@link touch}. */
 export interface TouchOptions {
@@ -34,17 +37,6 @@ export interface TouchOptions {
   seed?: number;
   /** Record each touch's duration in `latenciesNs`. */
   recordLatency?: boolean;
-}
-
-/** What one touching thread did. */
-export interface TouchThreadResult {
-  /** The thread's kernel thread id (what a THREAD_ID page fault reports as its thread). */
-  tid: number;
-  /** Touches made. */
-  touched: number;
-  /** Sum of the words read (read mode). */
-  sum: bigint;
-  latenciesNs?: Float64Array;
 }
 
 /**
@@ -76,7 +68,7 @@ export function touch(address: Address | { address: Address; length: number }, l
   // The threads touch raw memory: the native side pins a Mapping passed in before it reads any
   // option, and keeps it mapped until they end, through garbage collection, a Worker's
   // termination and unmap() alike.
-  return native.testing.touch(addr, length, o, pin(address));
+  return native.testing.touch(addr, length, o, nativeMappingOf(address));
 }
 
 /** Options of {@link forkTouch}. */
@@ -111,7 +103,7 @@ export async function forkTouch(range: { address: Address; length: number }, opt
   if (o.mode !== undefined && !['read', 'write', 'increment'].includes(o.mode)) throw invalidType(`unknown mode ${describe(o.mode)}`);
   const expect = o.expect === undefined ? 0 : o.expect === 'index' ? 1 : o.expect === 'zero' ? 2 : -1;
   if (expect < 0) throw invalidType(`unknown expect ${describe(o.expect)}`);
-  const r = await native.testing.forkTouch(address, length, { ...o, expect }, pin(range));
+  const r = await native.testing.forkTouch(address, length, { ...o, expect }, nativeMappingOf(range));
   const signal = r.signal === null ? null : ((Object.entries(osConstants.signals).find(([, n]) => n === r.signal)?.[0] ?? `SIG${r.signal}`) as NodeJS.Signals);
   return { status: r.status, signal };
 }
@@ -124,7 +116,7 @@ export async function madvise(range: { address: Address; length: number }, advic
   const value = typeof advice === 'string' && Object.hasOwn(MADVISE, advice) ? MADVISE[advice] : undefined;
   if (value === undefined) throw invalidType(`unknown advice ${describe(advice)}`);
   const { address, length } = spanOf(range, 'madvise');
-  await native.testing.madvise(address, length, value, pin(range));
+  await native.testing.madvise(address, length, value, nativeMappingOf(range));
 }
 
 /** The address and length of a range argument (any object with both, a Mapping included). */
@@ -132,11 +124,6 @@ function spanOf(range: unknown, what: string): { address: bigint; length: number
   if (typeof range !== 'object' || range === null) throw invalidType(`${what}: range must be a Mapping or { address, length }, got ${describe(range)}`);
   const r = range as { address?: unknown; length?: unknown };
   return { address: toAddress(r.address, 'range.address'), length: toLength(r.length, 'range.length') };
-}
-
-/** The native handle of a Mapping, which the native thread holds mapped until it is done. */
-function pin(target: unknown): NativeMapping | undefined {
-  return target instanceof Mapping ? nativeHandle(target) : undefined;
 }
 
 /**

@@ -44,7 +44,7 @@ describe('a package without its native addon', () => {
   });
 
   it('the CLI still answers --help and --version, and a command fails in one line with exit code 1', () => {
-    const cli = path.join(pkg, 'dist', 'lib', 'cli.js');
+    const cli = path.join(pkg, 'dist', 'lib', 'cli', 'cli.js');
     const help = node([cli, '--help']);
     expect(help.status, help.stderr).to.equal(0);
     expect(help.stdout).to.include('usage: userfaultfd');

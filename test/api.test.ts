@@ -4,9 +4,9 @@
 import { expect } from 'chai';
 import * as fs from 'node:fs';
 import { Userfaultfd, UffdError, UnsupportedError, constants } from '../lib/index';
-import { native } from '../lib/binding';
-import { FEATURES } from '../lib/constants';
-import { pageSize } from '../lib/sysinfo';
+import { native } from '../lib/core/binding';
+import { FEATURES } from '../lib/core/constants';
+import { pageSize } from '../lib/core/sysinfo';
 import { runChild } from './helpers/child';
 import { kernel } from './helpers/memtypes';
 

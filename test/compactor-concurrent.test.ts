@@ -9,7 +9,7 @@ import { runChild } from './helpers/child';
 import { canPinToOneCpu, childJsonOnOneCpu } from './helpers/one-cpu';
 import { skipIf } from './helpers/memtypes';
 import { fillPage, moveSuite, PAGE, pageHolds, thpUnavailable } from './helpers/move';
-import { thpSize } from '../lib/sysinfo';
+import { thpSize } from '../lib/core/sysinfo';
 
 describe('compact (concurrent)', function () {
   let uffd: Userfaultfd;

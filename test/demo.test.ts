@@ -7,13 +7,13 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseDemoArgs, parseSize } from '../lib/demo';
-import { pageSize } from '../lib/sysinfo';
+import { parseDemoArgs, parseSize } from '../lib/cli/demo';
+import { pageSize } from '../lib/core/sysinfo';
 import { runChild } from './helpers/child';
 import { scaled } from './helpers/speed';
 
-const CLI = path.resolve(__dirname, '..', 'lib', 'cli.js');
-const DEMO = path.resolve(__dirname, '..', 'lib', 'demo.js');
+const CLI = path.resolve(__dirname, '..', 'lib', 'cli', 'cli.js');
+const DEMO = path.resolve(__dirname, '..', 'lib', 'cli', 'demo.js');
 
 /** Runs the demo with a temp directory of its own, and lists what it left there. */
 function demo(args: string[]): { status: number | null; stdout: string; stderr: string; leftovers: string[] } {

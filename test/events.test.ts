@@ -7,8 +7,8 @@
  */
 import { expect } from 'chai';
 import { Mapping, Userfaultfd, testing, type PageFault, type UffdEvent } from '../lib/index';
-import { native } from '../lib/binding';
-import { pageSize } from '../lib/sysinfo';
+import { native } from '../lib/core/binding';
+import { pageSize } from '../lib/core/sysinfo';
 import { MEMTYPES, kernelModeUnavailable, skipIf, unavailable, type MemType } from './helpers/memtypes';
 import { waitFor } from './helpers/wait';
 

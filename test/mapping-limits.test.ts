@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Mapping } from '../lib/index';
-import { pageSize } from '../lib/sysinfo';
+import { pageSize } from '../lib/core/sysinfo';
 import { childJson } from './helpers/child';
 import { skipIf } from './helpers/memtypes';
 

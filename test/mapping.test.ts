@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import { Mapping } from '../lib/index';
-import { pageSize } from '../lib/sysinfo';
+import { pageSize } from '../lib/core/sysinfo';
 import { runChild } from './helpers/child';
 import { MEMTYPES, skipIf, unavailable } from './helpers/memtypes';
 import { isPresent } from './helpers/pagemap';

@@ -6,9 +6,9 @@
  */
 import { expect } from 'chai';
 import * as path from 'node:path';
-import { native, type NativeUffd } from '../lib/binding';
+import { native, type NativeUffd } from '../lib/core/binding';
 import { Mapping, movePageList, movePages, MoveError, testing, Userfaultfd } from '../lib/index';
-import { populatedRuns } from '../lib/move-scan';
+import { populatedRuns } from '../lib/memory/move-scan';
 import { runChild } from './helpers/child';
 import { skipIf, unavailable } from './helpers/memtypes';
 import { area, fillPage, moveSuite, openMoveUffd, PAGE, pageHolds, sha, type Area } from './helpers/move';
@@ -346,7 +346,7 @@ describe('movePages fallback: copy', function () {
  * thread that raised the event sleeps until it is read.
  */
 
-const BINDING = path.resolve(__dirname, '..', 'lib', 'binding.js');
+const BINDING = path.resolve(__dirname, '..', 'lib', 'core', 'binding.js');
 
 const SCRIPT = `
 const { Worker } = require('node:worker_threads');
@@ -417,7 +417,7 @@ describe('movePages: the mmap_changing EAGAIN', function () {
 });
 
 /**
- * The addon's own checks on the move entry points (the second line behind lib/move.ts): anything
+ * The addon's own checks on the move entry points (the second line behind lib/memory/move.ts): anything
  * at all passed straight to the binding throws TypeError / RangeError and never crashes.
  */
 describe('native move guards', function () {

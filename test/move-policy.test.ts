@@ -11,7 +11,7 @@
  */
 import { expect } from 'chai';
 import { FaultError, Mapping, Userfaultfd, testing } from '../lib/index';
-import { pageSize } from '../lib/sysinfo';
+import { pageSize } from '../lib/core/sysinfo';
 import { skipIf, unavailable } from './helpers/memtypes';
 import { waitFor } from './helpers/wait';
 

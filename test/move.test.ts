@@ -14,7 +14,7 @@ import { Mapping, MoveError, movePages, testing, UffdError, Userfaultfd } from '
 import { isPresent } from './helpers/pagemap';
 import { skipIf, unavailable } from './helpers/memtypes';
 import { allHuge, area, fillPage, moveSuite, PAGE, pageHolds, sleep, thpUnavailable, type Area } from './helpers/move';
-import { hugePageSize, pageSize, thpSize } from '../lib/sysinfo';
+import { hugePageSize, pageSize, thpSize } from '../lib/core/sysinfo';
 import { hugetlbUnavailable } from './helpers/hugetlb';
 import { pattern } from './helpers/pattern';
 

@@ -6,9 +6,9 @@
  */
 import { expect } from 'chai';
 import { Mapping, Userfaultfd, testing } from '../lib/index';
-import { native, type NativePolicySpec } from '../lib/binding';
-import { EVENT, MSG, POLICY_KINDS, layoutMismatches } from '../lib/msg-layout';
-import { pageSize } from '../lib/sysinfo';
+import { native, type NativePolicySpec } from '../lib/core/binding';
+import { EVENT, MSG, POLICY_KINDS, layoutMismatches } from '../lib/core/msg-layout';
+import { pageSize } from '../lib/core/sysinfo';
 
 const page = pageSize();
 

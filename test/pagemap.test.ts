@@ -20,8 +20,8 @@ import {
   probePagemapScan,
   type PagemapScanOptions,
 } from '../lib/index';
-import { SCAN_ARG, SCAN_ARG_SIZE } from '../lib/pagemap';
-import { pageSize } from '../lib/sysinfo';
+import { SCAN_ARG, SCAN_ARG_SIZE } from '../lib/memory/pagemap';
+import { pageSize } from '../lib/core/sysinfo';
 import { hugetlbUnavailable } from './helpers/hugetlb';
 import { MEMTYPES, skipIf, unavailable } from './helpers/memtypes';
 import { isPresent } from './helpers/pagemap';

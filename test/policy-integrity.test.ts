@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Mapping, Userfaultfd, testing } from '../lib/index';
-import { pageSize } from '../lib/sysinfo';
+import { pageSize } from '../lib/core/sysinfo';
 import { childJson, runChild } from './helpers/child';
 import { kernel } from './helpers/memtypes';
 

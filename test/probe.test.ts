@@ -6,11 +6,11 @@ import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { probe, Userfaultfd, UffdError, UnsupportedError } from '../lib/index';
-import { FEATURE_NAMES, PAGE_CATEGORY_NAMES } from '../lib/constants';
+import { FEATURE_NAMES, PAGE_CATEGORY_NAMES } from '../lib/core/constants';
 import { runChild } from './helpers/child';
 import { scaled } from './helpers/speed';
 
-const CLI = path.resolve(__dirname, '..', 'lib', 'cli.js');
+const CLI = path.resolve(__dirname, '..', 'lib', 'cli', 'cli.js');
 
 describe('probe', () => {
   it('reports every known feature by name, the raw bits, and the ioctls', () => {

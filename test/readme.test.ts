@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import type { FeatureName } from '../lib/constants';
+import type { FeatureName } from '../lib/core/constants';
 import { PACKAGE } from './helpers/child';
 import { kernel, skipIf } from './helpers/memtypes';
 import { scaled } from './helpers/speed';

@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai';
 import { Mapping, Userfaultfd, UffdError, type IoctlName } from '../lib/index';
-import { pageSize } from '../lib/sysinfo';
+import { pageSize } from '../lib/core/sysinfo';
 import { MEMTYPES, kernel, skipIf, unavailable, type MemType } from './helpers/memtypes';
 
 const MISSING = 1n;

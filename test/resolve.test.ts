@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import { Mapping, Userfaultfd, UffdError } from '../lib/index';
-import { pageSize } from '../lib/sysinfo';
+import { pageSize } from '../lib/core/sysinfo';
 import { runChild } from './helpers/child';
 import { MEMTYPES, skipIf, unavailable } from './helpers/memtypes';
 import { pattern } from './helpers/pattern';

@@ -10,7 +10,7 @@ import { expect } from 'chai';
 import * as path from 'node:path';
 import { PACKAGE, childJson } from './helpers/child';
 
-const BINDING = path.join(path.dirname(PACKAGE), 'binding.js');
+const BINDING = path.join(path.dirname(PACKAGE), 'core', 'binding.js');
 
 describe('shared descriptors', () => {
   it('closeShared twice: the second is ERR_UFFD_NOT_SHARED and leaves the file that reused the number open', () => {

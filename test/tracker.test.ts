@@ -10,9 +10,9 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { expect } from 'chai';
 import { Mapping, UffdError, Userfaultfd, WriteTracker, pagemapScan, testing, thpSize, type Range, type TouchThreadResult } from '../lib/index';
-import { pageSize } from '../lib/sysinfo';
-import { thpMode } from '../lib/sysinfo';
-import { trackerUnsupported } from '../lib/tracker';
+import { pageSize } from '../lib/core/sysinfo';
+import { thpMode } from '../lib/core/sysinfo';
+import { trackerUnsupported } from '../lib/memory/tracker';
 import { MEMTYPES, kernel, skipIf, unavailable, type MemType } from './helpers/memtypes';
 import { spansOf, unitsOf } from './helpers/regions';
 

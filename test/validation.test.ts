@@ -4,8 +4,8 @@
  */
 import { expect } from 'chai';
 import { Mapping, Pagemap, Userfaultfd, closeShared, compact, openShared, pagemapScan, shareUffd, testing } from '../lib/index';
-import { native } from '../lib/binding';
-import { pageSize } from '../lib/sysinfo';
+import { native } from '../lib/core/binding';
+import { pageSize } from '../lib/core/sysinfo';
 
 const page = pageSize();
 const MAX_U64 = (1n << 64n) - 1n;

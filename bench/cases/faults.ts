@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Mapping, Userfaultfd, shareUffd, testing } from '../../lib/index';
-import { pageSize } from '../../lib/sysinfo';
+import { pageSize } from '../../lib/core/sysinfo';
 import { interleaved, runC, usSince, type BenchCase } from '../harness';
 import type { FaultServerData } from '../workers/fault-server';
 

@@ -3,7 +3,7 @@
  * UFFDIO_COPY of one 4 KiB page, ours through the binding vs the same loop in C.
  */
 import { Mapping, Userfaultfd } from '../../lib/index';
-import { pageSize } from '../../lib/sysinfo';
+import { pageSize } from '../../lib/core/sysinfo';
 import { runC, usSince, type BenchCase } from '../harness';
 
 const ITERATIONS = 200000;

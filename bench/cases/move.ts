@@ -10,7 +10,7 @@
  */
 import * as fs from 'node:fs';
 import { Mapping, movePageList, movePages, Userfaultfd } from '../../lib/index';
-import { pageSize } from '../../lib/sysinfo';
+import { pageSize } from '../../lib/core/sysinfo';
 import { runC, type BenchCase } from '../harness';
 
 const SIZE = 64 << 20;

@@ -9,7 +9,7 @@
  */
 import * as fs from 'node:fs';
 import { Mapping, WriteTracker, pagemapScan } from '../../lib/index';
-import { pageSize } from '../../lib/sysinfo';
+import { pageSize } from '../../lib/core/sysinfo';
 import { median, runC, usSince, type BenchCase } from '../harness';
 
 const SIZE_MB = 1024;

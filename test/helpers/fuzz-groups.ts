@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as uffdLib from '../../lib/index';
 import { Mapping, Userfaultfd, WriteTracker, compact, movePageList, movePages, pagemapScan, pagemapScanAll, testing } from '../../lib/index';
-import { FEATURE_NAMES, MADVISE } from '../../lib/constants';
+import { FEATURE_NAMES, MADVISE } from '../../lib/core/constants';
 import { Ctx, address, anyValue, bool, bufferSpec, fdSpec, length, options, outcome, ownedFdSpec, range, runGroup, safeRange, safeSpan, type FuzzProperty } from './fuzz';
 
 const PAGE = uffdLib.pageSize();

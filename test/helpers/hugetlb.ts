@@ -3,7 +3,7 @@
  * default pool before the run and gives back exactly what it added afterwards.
  */
 import * as fs from 'node:fs';
-import { hugePageSize } from '../../lib/sysinfo';
+import { hugePageSize } from '../../lib/core/sysinfo';
 
 const POOL = () => `/sys/kernel/mm/hugepages/hugepages-${hugePageSize() / 1024}kB`;
 /** Enough for every hugetlb case in the suite to run at once (each uses a few pages). */

@@ -3,8 +3,8 @@
  * and skips with a printed reason where the kernel or the machine lacks something.
  */
 import { Mapping, probe, type FeatureName } from '../../lib/index';
-import { pageSize } from '../../lib/sysinfo';
-import { hugePageSize } from '../../lib/sysinfo';
+import { pageSize } from '../../lib/core/sysinfo';
+import { hugePageSize } from '../../lib/core/sysinfo';
 import { hugetlbUnavailable } from './hugetlb';
 
 export interface MemType {

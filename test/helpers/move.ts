@@ -4,8 +4,8 @@
 import { createHash } from 'node:crypto';
 import { Mapping, Userfaultfd } from '../../lib/index';
 import { skipIf, unavailable } from './memtypes';
-import { populatedRuns, HUGE } from '../../lib/move-scan';
-import { pageSize, thpSize, thpMode } from '../../lib/sysinfo';
+import { populatedRuns, HUGE } from '../../lib/memory/move-scan';
+import { pageSize, thpSize, thpMode } from '../../lib/core/sysinfo';
 
 export const PAGE = pageSize();
 

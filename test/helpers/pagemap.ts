@@ -2,7 +2,7 @@
  * Reads /proc/self/pagemap entries: bit 63 present, bit 57 uffd write-protected.
  */
 import * as fs from 'node:fs';
-import { pageSize } from '../../lib/sysinfo';
+import { pageSize } from '../../lib/core/sysinfo';
 
 export function pagemapEntry(address: bigint): bigint {
   const fd = fs.openSync('/proc/self/pagemap', 'r');

@@ -22,7 +22,7 @@
 // --trace prints "VM-TEST-START <title>" before each test, to place a crash or a hang.
 // --repeat N boots each selected kernel N times with the same initramfs (flake hunting).
 //
-// --exec runs a shell command in /pkg instead of mocha (e.g. 'node dist/lib/cli.js probe');
+// --exec runs a shell command in /pkg instead of mocha (e.g. 'node dist/lib/cli/cli.js probe');
 // its output is printed and its exit status decides.
 //
 // --jobs defaults to 2: each VM has one vCPU (-smp 1, which also makes fault round trips

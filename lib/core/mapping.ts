@@ -76,16 +76,18 @@ export interface SubRange {
 
 const PROTECTIONS: readonly Protection[] = ['', 'r', 'rw', 'rx', 'rwx', 'w', 'wx', 'x'];
 
-let handleOf: (m: Mapping) => NativeMapping;
+// Readers of a Mapping's private fields, for the functions below: set in its static block.
+let readNative: (m: Mapping) => NativeMapping;
 let holdersOf: (m: Mapping) => Set<object>;
 
 /**
- * The native handle of a Mapping (not exported from the package): for the addon's functions
- * whose native threads use the memory after the call returns, and keep it mapped meanwhile.
+ * The native handle of `target` if it is a Mapping, else undefined (not exported from the
+ * package): for the addon's functions whose native threads use the memory after the call
+ * returns, and keep it mapped meanwhile. The one way in: no other module reads a Mapping's handle.
  * @internal
  */
-export function nativeHandle(m: Mapping): NativeMapping {
-  return handleOf(m);
+export function nativeMappingOf(target: unknown): NativeMapping | undefined {
+  return target instanceof Mapping ? readNative(target) : undefined;
 }
 
 /**
@@ -133,9 +135,9 @@ const fdCloser = new FinalizationRegistry<number>((fd) => {
  * over it. Double unmap is a no-op.
  */
 export class Mapping implements Disposable {
-  readonly #handle: NativeMapping;
+  readonly #native: NativeMapping;
   static {
-    handleOf = (m) => m.#handle;
+    readNative = (m) => m.#native;
     holdersOf = (m) => m.#holders;
   }
   #fd: number | undefined;
@@ -154,7 +156,7 @@ export class Mapping implements Disposable {
   readonly shared: boolean;
 
   private constructor(
-    handle: NativeMapping,
+    nativeMapping: NativeMapping,
     kind: MappingKind,
     pageSize: number,
     shared: boolean,
@@ -162,7 +164,7 @@ export class Mapping implements Disposable {
     ownsFd: boolean,
     offset: number,
   ) {
-    this.#handle = handle;
+    this.#native = nativeMapping;
     this.kind = kind;
     this.pageSize = pageSize;
     this.shared = shared;
@@ -291,17 +293,17 @@ export class Mapping implements Disposable {
 
   /** The start address. Throws once unmapped. */
   get address(): bigint {
-    return this.#handle.address;
+    return this.#native.address;
   }
 
   /** Length in bytes; 0 once unmapped. */
   get length(): number {
-    return this.#handle.length;
+    return this.#native.length;
   }
 
   /** Whether the memory is still mapped. */
   get mapped(): boolean {
-    return this.#handle.mapped;
+    return this.#native.mapped;
   }
 
   /** The backing file descriptor (memfd and file mappings), or undefined. */
@@ -317,8 +319,8 @@ export class Mapping implements Disposable {
    * `buffer.constants.MAX_LENGTH` (4 GiB on Node 20): use {@link bytes} with a range there.
    */
   get buffer(): ArrayBuffer {
-    const ab = this.#handle.buffer();
-    bufferOwners.set(ab, this.#handle);
+    const ab = this.#native.buffer();
+    bufferOwners.set(ab, this.#native);
     return ab;
   }
 
@@ -330,8 +332,8 @@ export class Mapping implements Disposable {
   bytes(range?: SubRange): Uint8Array {
     const { offset, length } = this.#sub(range, 1);
     if (this.length <= bufferConstants.MAX_LENGTH) return new Uint8Array(this.buffer, offset, length);
-    const view = this.#handle.view(offset, length);
-    bufferOwners.set(view, this.#handle);
+    const view = this.#native.view(offset, length);
+    bufferOwners.set(view, this.#native);
     return new Uint8Array(view);
   }
 
@@ -339,14 +341,14 @@ export class Mapping implements Disposable {
   madvise(advice: MadviseName, range?: SubRange): void {
     const value = MADVISE[oneOf(advice, Object.keys(MADVISE) as MadviseName[], 'advice')];
     const { offset, length } = this.#sub(range, this.pageSize);
-    this.#handle.madvise(offset, length, value);
+    this.#native.madvise(offset, length, value);
   }
 
   /** Change the protection of the whole mapping, or of `range` of it. */
   mprotect(prot: Protection, range?: SubRange): void {
     const bits = protBits(prot);
     const { offset, length } = this.#sub(range, this.pageSize);
-    this.#handle.mprotect(offset, length, bits);
+    this.#native.mprotect(offset, length, bits);
   }
 
   /**
@@ -371,7 +373,7 @@ export class Mapping implements Disposable {
       });
     }
     if (len > this.length && this.#fd !== undefined) this.#growFile(len);
-    return this.#handle.mremap(len, mayMove);
+    return this.#native.mremap(len, mayMove);
   }
 
   // Makes the file behind a growing mapping long enough for every new page: past its end a
@@ -399,7 +401,7 @@ export class Mapping implements Disposable {
    * munmap waits for the job to end, so they never touch unmapped memory.
    */
   unmap(): void {
-    this.#handle.unmap();
+    this.#native.unmap();
     if (this.#fd !== undefined && this.#ownsFd) {
       fdCloser.unregister(this);
       fs.closeSync(this.#fd);
@@ -413,7 +415,7 @@ export class Mapping implements Disposable {
   }
 
   #sub(range: SubRange | undefined, align: number): { offset: number; length: number } {
-    if (!this.#handle.mapped) void this.#handle.address; // throws ERR_UFFD_UNMAPPED
+    if (!this.#native.mapped) void this.#native.address; // throws ERR_UFFD_UNMAPPED
     const r = toOptions(range, 'range');
     const total = this.length;
     const offset = toLength(r.offset ?? 0, 'range.offset', true);

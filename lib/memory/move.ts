@@ -9,13 +9,13 @@
  * moves in one call into the addon, which is what a compactor needs.
  * @module
  */
-import { native, type NativeUffd } from './binding';
-import { FEATURES, MADVISE, MODE } from './constants';
-import { invalidType, outOfRange, UffdError, UnsupportedError } from './errors';
+import { native, type NativeUffd } from '../core/binding';
+import { FEATURES, MADVISE, MODE } from '../core/constants';
+import { invalidType, outOfRange, UffdError, UnsupportedError } from '../core/errors';
 import { holeBytes, hugeBlocks, populatedRuns } from './move-scan';
-import { hugePageSize, thpSize } from './sysinfo';
-import { availableFeatureBits, Userfaultfd } from './userfaultfd';
-import { checkAligned, oneOf, optBool, toAddress, toLength, toOptions, type Address } from './validate';
+import { hugePageSize, thpSize } from '../core/sysinfo';
+import { availableFeatureBits, nativeUffdOf, type Userfaultfd } from '../core/userfaultfd';
+import { checkAligned, oneOf, optBool, toAddress, toLength, toOptions, type Address } from '../core/validate';
 
 /** How to retry the EAGAIN that means "the address space is changing" (nothing was moved). */
 export interface RetryOptions {
@@ -115,38 +115,85 @@ export interface MoveSpec {
 }
 
 const EAGAIN = 11;
+const EBUSY = 16;
+const EEXIST = 17;
 const FALLBACK_ERRORS = new Set(['EBUSY', 'EINVAL']);
 const ERRNO: Record<number, string> = { 11: 'EAGAIN', 16: 'EBUSY', 22: 'EINVAL' };
 
-// Reused by every single-range call: movePages is on the hot path of a fault handler, where an
-// allocation per call is measurable next to a 1 us ioctl.
-const oneOp = new BigUint64Array(3);
-// movePages' one move, as scalars: writing them into oneOp and reading them back would allocate
-// BigInts per call, and the garbage they make cost more than the rest of the call together.
-// oneOp is filled from them only when a failure or the fallback needs the array form.
-let oneDst = 0n;
-let oneSrc = 0n;
-let oneLen = 0;
-let onePending = false;
-
-/** The array form of `ops` (materialising movePages' scalars when `ops` is oneOp). */
-function opsArray(ops: BigUint64Array): BigUint64Array {
-  if (ops === oneOp && onePending) {
-    oneOp[0] = oneDst;
-    oneOp[1] = oneSrc;
-    oneOp[2] = BigInt(oneLen);
-    onePending = false;
-  }
-  return ops;
-}
-
-function opLength(ops: BigUint64Array, i: number): number {
-  return ops === oneOp && onePending ? oneLen : Number(ops[i * 3 + 2]);
-}
+// The addon's out-parameters (see Binding.moveBatch): one array for every call instead of one
+// allocated per call, read right after each call into the addon and never kept.
 const state = new Float64Array(4);
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const PAGE_SIZE = native.pageSize();
 const SAFE = 2 ** 53;
+
+/** The moves of one call, as drive() issues them. */
+interface Moves {
+  readonly count: number;
+  dst(index: number): bigint;
+  src(index: number): bigint;
+  length(index: number): number;
+  /** Runs the moves from move `index`, `done` bytes into it, to the end or to a stop; `out` as for Binding.moveBatch. */
+  issue(handle: NativeUffd, mode: bigint, index: number, done: number, out: Float64Array): void;
+}
+
+/** A list of moves: [dst, src, length] triples, issued in one call into the addon. */
+class MoveList implements Moves {
+  constructor(
+    readonly ops: BigUint64Array,
+    readonly count: number,
+  ) {}
+
+  dst(index: number): bigint {
+    return this.ops[index * 3];
+  }
+
+  src(index: number): bigint {
+    return this.ops[index * 3 + 1];
+  }
+
+  length(index: number): number {
+    return Number(this.ops[index * 3 + 2]);
+  }
+
+  issue(handle: NativeUffd, mode: bigint, index: number, done: number, out: Float64Array): void {
+    out[0] = index;
+    out[1] = done;
+    native.moveBatch(handle, this.ops, this.count, mode, out);
+  }
+}
+
+/**
+ * movePages' one move, held as scalars and issued by the addon's moveOne. Why not a list of one:
+ * movePages is on the hot path of a fault handler, and writing the move into a BigUint64Array
+ * and reading it back would make BigInts, garbage, on every call; scalar arguments also cost the
+ * addon less than a batch.
+ */
+class OneMove implements Moves {
+  readonly count = 1;
+
+  constructor(
+    readonly dstAddress: bigint,
+    readonly srcAddress: bigint,
+    readonly bytes: number,
+  ) {}
+
+  dst(): bigint {
+    return this.dstAddress;
+  }
+
+  src(): bigint {
+    return this.srcAddress;
+  }
+
+  length(): number {
+    return this.bytes;
+  }
+
+  issue(handle: NativeUffd, mode: bigint, _index: number, done: number, out: Float64Array): void {
+    native.moveOne(handle, this.dstAddress, this.srcAddress, this.bytes, mode, done, out);
+  }
+}
 
 interface Settings {
   mode: bigint;
@@ -194,100 +241,107 @@ function hasMove(): boolean {
   return moveAvailable;
 }
 
-/** The native handle; the addon checks it is one and that it is open (ERR_UFFD_CLOSED). */
-function handleOf(uffd: Userfaultfd): NativeUffd {
-  if (!(uffd instanceof Userfaultfd)) throw invalidType('uffd must be a Userfaultfd');
-  return uffd.native;
-}
-
-function newReport(): MoveReport {
+/** A report of nothing done yet. @internal */
+export function newReport(): MoveReport {
   return { moved: 0, copied: 0, holes: undefined, hugeMoves: undefined, retries: 0, ioctls: 0, atomic: true };
 }
 
-function sleep(ms: number): void {
+/**
+ * Before retry number `tries` + 1 of an EAGAIN (the address space is changing): waits `delayMs`,
+ * doubled per retry up to `maxDelayMs`, and counts the retry in the report. false, without
+ * waiting, once the attempts are spent.
+ */
+function backoff(s: Settings, tries: number, report: MoveReport): boolean {
+  if (tries >= s.attempts) return false;
   // A blocking wait: movePages is synchronous like the ioctl it wraps. The event that clears
   // mmap_changing is read by another thread (the event thread), never by this one's event loop.
+  const ms = Math.min(s.delayMs * 2 ** tries, s.maxDelayMs);
   if (ms > 0) Atomics.wait(sleeper, 0, 0, ms);
+  report.retries++;
+  return true;
 }
 
 /**
- * Runs `count` moves of `ops` to the end: continues after partial progress (in the addon), waits
- * and retries the mmap_changing EAGAIN, falls back to copying where allowed. Returns the bytes
- * each op completed through the report; throws MoveError where it stopped.
+ * Where the moves stopped with `errno`, `done` bytes into move `index`: returns the byte of that
+ * move to go on from (`done` itself to try again), or throws.
  */
-function runOps(uffd: Userfaultfd, ops: BigUint64Array, count: number, s: Settings, report: MoveReport): void {
-  const fd = handleOf(uffd);
+type OnStop = (errno: number, index: number, done: number) => number;
+
+/**
+ * The one loop that issues moves: runs `moves` from the first to the last in as few calls into
+ * the addon as their stops allow (the addon continues after partial progress itself), adds the
+ * bytes moved and the ioctls issued to `report`, and asks `onStop` at each stop.
+ */
+function drive(handle: NativeUffd, moves: Moves, mode: bigint, report: MoveReport, onStop: OnStop): void {
   let index = 0;
   let done = 0;
-  let retries = 0;
-  if (!hasMove()) {
-    if (!s.fallback) throw new UnsupportedError('UFFDIO_MOVE', FEATURES.MOVE.since, 'the kernel does not report MOVE; pass { fallback: "copy" } to copy instead');
-    const all = opsArray(ops);
-    for (let i = 0; i < count; i++) copyFallback(uffd, all, i, 0, Number(all[i * 3 + 2]), s, report, 'ERR_UFFD_UNSUPPORTED');
-    return;
-  }
-  while (index < count) {
-    if (ops === oneOp && onePending) {
-      // One move (movePages): scalar arguments cost less to pass than a batch.
-      native.moveOne(fd, oneDst, oneSrc, oneLen, s.mode, done, state);
-    } else {
-      state[0] = index;
-      state[1] = done;
-      native.moveBatch(fd, ops, count, s.mode, state);
-    }
+  while (index < moves.count) {
+    moves.issue(handle, mode, index, done, state);
     const stoppedAt = state[0];
-    // Bytes of the ops completed in this call, plus the part of the op it stopped in.
-    for (let i = index; i < stoppedAt; i++) report.moved += opLength(ops, i) - (i === index ? done : 0);
-    const partial = stoppedAt === index ? state[1] - done : state[1];
-    report.moved += partial;
+    // Bytes of the moves completed in this call, plus the part of the one it stopped in.
+    for (let i = index; i < stoppedAt; i++) report.moved += moves.length(i) - (i === index ? done : 0);
+    report.moved += stoppedAt === index ? state[1] - done : state[1];
     report.ioctls += state[3];
     index = stoppedAt;
     done = state[1];
     const errno = state[2];
     if (errno === 0) return;
+    done = onStop(errno, index, done);
+    if (done >= moves.length(index)) {
+      index++;
+      done = 0;
+    }
+  }
+}
+
+/**
+ * Runs `moves` to the end: waits and retries the mmap_changing EAGAIN, falls back to copying
+ * where allowed. What was done is in the report; throws MoveError where it stopped.
+ */
+function moveAll(uffd: Userfaultfd, moves: Moves, s: Settings, report: MoveReport): void {
+  const handle = nativeUffdOf(uffd);
+  if (!hasMove()) {
+    if (!s.fallback) throw new UnsupportedError('UFFDIO_MOVE', FEATURES.MOVE.since, 'the kernel does not report MOVE; pass { fallback: "copy" } to copy instead');
+    for (let i = 0; i < moves.count; i++) copyFallback(handle, moves, i, 0, moves.length(i), s, report, 'ERR_UFFD_UNSUPPORTED');
+    return;
+  }
+  let retries = 0;
+  drive(handle, moves, s.mode, report, (errno, index, done) => {
     if (errno === EAGAIN) {
-      if (retries >= s.attempts) throw stopped(errno, opsArray(ops), index, done, report);
-      sleep(Math.min(s.delayMs * 2 ** retries, s.maxDelayMs));
+      if (!backoff(s, retries, report)) throw stopped(errno, moves, index, done, report);
       retries++;
-      report.retries++;
-      continue;
+      return done;
     }
     const code = ERRNO[errno];
     if (s.fallback && code !== undefined && FALLBACK_ERRORS.has(code)) {
       // EBUSY is about one page (shared, pinned): copy that page and go back to moving, so that
       // as few pages as possible lose atomicity. EINVAL is about the whole mapping (shmem,
       // protections): the rest of this entry cannot move.
-      const length = opLength(ops, index);
-      const end = code === 'EBUSY' ? done + PAGE_SIZE : length;
-      copyFallback(uffd, opsArray(ops), index, done, end, s, report, code);
-      done = end;
-      if (done >= length) {
-        index++;
-        done = 0;
-      }
-      continue;
+      const end = code === 'EBUSY' ? done + PAGE_SIZE : moves.length(index);
+      copyFallback(handle, moves, index, done, end, s, report, code);
+      return end;
     }
-    throw stopped(errno, opsArray(ops), index, done, report);
-  }
+    throw stopped(errno, moves, index, done, report);
+  });
 }
 
-function stopped(errno: number, ops: BigUint64Array, index: number, offset: number, report: MoveReport, ioctl = 'UFFDIO_MOVE'): MoveError {
+function stopped(errno: number, moves: Moves, index: number, offset: number, report: MoveReport, ioctl = 'UFFDIO_MOVE'): MoveError {
   const off = BigInt(offset);
-  return new MoveError(errno, ioctl, { index, offset, dst: ops[index * 3] + off, src: ops[index * 3 + 1] + off }, report);
+  return new MoveError(errno, ioctl, { index, offset, dst: moves.dst(index) + off, src: moves.src(index) + off }, report);
 }
 
 /**
- * Bytes [offset, limit) of op `index` by UFFDIO_COPY + MADV_DONTNEED, one populated run (at most
- * 2 MiB) at a time so that each source page is discarded right after its copy: the window in
- * which a write to the source is lost stays one chunk wide. Holes are skipped like MOVE skips
+ * Bytes [offset, limit) of move `index` by UFFDIO_COPY + MADV_DONTNEED, one populated run (at
+ * most 2 MiB) at a time so that each source page is discarded right after its copy: the window
+ * in which a write to the source is lost stays one chunk wide. Holes are skipped like MOVE skips
  * them (or refused with ENOENT), so the copy never reads an unmapped source page (which, if the
  * source is registered, would put this thread to sleep in a fault).
  */
-function copyFallback(uffd: Userfaultfd, ops: BigUint64Array, index: number, offset: number, limit: number, s: Settings, report: MoveReport, reason: string): void {
+function copyFallback(handle: NativeUffd, moves: Moves, index: number, offset: number, limit: number, s: Settings, report: MoveReport, reason: string): void {
   report.atomic = false;
   report.fallbackReason ??= reason;
-  const dst = ops[index * 3];
-  const src = ops[index * 3 + 1];
+  const dst = moves.dst(index);
+  const src = moves.src(index);
   const start = src + BigInt(offset);
   const end = src + BigInt(limit);
   const runs = populatedRuns(start, limit - offset);
@@ -299,12 +353,12 @@ function copyFallback(uffd: Userfaultfd, ops: BigUint64Array, index: number, off
   for (const run of [...runs, { start: end, end, categories: 0n }]) {
     if (run.start > at) {
       // A hole from `at` to run.start.
-      if (!s.allowSrcHoles) throw stopped(2, ops, index, Number(at - src), report, 'UFFDIO_MOVE');
+      if (!s.allowSrcHoles) throw stopped(2, moves, index, Number(at - src), report, 'UFFDIO_MOVE');
       report.moved += Number(run.start - at);
     }
     for (let p = run.start; p < run.end; ) {
       const n = Math.min(chunk, Number(run.end - p));
-      copyExactly(uffd, dst + (p - src), p, n, mode, s, report, ops, index, Number(p - src));
+      copyExactly(handle, dst + (p - src), p, n, mode, s, report, moves, index, Number(p - src));
       native.madviseRange(p, n, MADVISE.DONTNEED);
       report.moved += n;
       report.copied += n;
@@ -315,14 +369,14 @@ function copyFallback(uffd: Userfaultfd, ops: BigUint64Array, index: number, off
 }
 
 function copyExactly(
-  uffd: Userfaultfd,
+  handle: NativeUffd,
   dst: bigint,
   src: bigint,
   length: number,
   mode: bigint,
   s: Settings,
   report: MoveReport,
-  ops: BigUint64Array,
+  moves: Moves,
   index: number,
   offset: number,
 ): void {
@@ -330,7 +384,7 @@ function copyExactly(
   let retries = 0;
   while (done < length) {
     try {
-      done += uffd.native.copy(dst + BigInt(done), src + BigInt(done), length - done, mode);
+      done += handle.copy(dst + BigInt(done), src + BigInt(done), length - done, mode);
     } catch (err) {
       if (!(err instanceof UffdError)) throw err;
       const progress = err.bytes ?? 0;
@@ -338,17 +392,15 @@ function copyExactly(
         done += progress;
         continue;
       }
-      if (err.code === 'EAGAIN' && retries < s.attempts) {
-        sleep(Math.min(s.delayMs * 2 ** retries, s.maxDelayMs));
+      if (err.code === 'EAGAIN' && backoff(s, retries, report)) {
         retries++;
-        report.retries++;
         continue;
       }
       // Discard what was copied of this chunk, so the source never holds a page twice over.
       if (done > 0) native.madviseRange(src, done, MADVISE.DONTNEED);
       report.moved += done;
       report.copied += done;
-      throw stopped(-err.errno, ops, index, offset + done, report, 'UFFDIO_COPY');
+      throw stopped(-err.errno, moves, index, offset + done, report, 'UFFDIO_COPY');
     }
   }
 }
@@ -424,27 +476,23 @@ export function movePages(uffd: Userfaultfd, dst: Address, src: Address, length:
   const sa = toAddress(src, 'src');
   const len = toLength(length, 'length');
   // User-space addresses are below 2^53 on every 64-bit Linux (48- or 52-bit address spaces), so
-  // the common case is checked with plain numbers; BigInt division per call costs ~0.1 us each.
+  // the common case is checked with plain numbers: BigInt division allocates, on every call.
   const dn = Number(d);
   const sn = Number(sa);
   if (dn >= SAFE || sn >= SAFE || dn % PAGE_SIZE !== 0 || sn % PAGE_SIZE !== 0 || len % PAGE_SIZE !== 0) {
     checkAligned(d, len, PAGE_SIZE, 'movePages dst');
     checkAligned(sa, len, PAGE_SIZE, 'movePages src');
   }
-  oneDst = d;
-  oneSrc = sa;
-  oneLen = len;
-  onePending = true;
   const report = newReport();
-  runOps(uffd, oneOp, 1, s, report);
+  moveAll(uffd, new OneMove(d, sa, len), s, report);
   if (s.scan) countAfter(report, d, sa, len, s);
   return report;
 }
 
 /**
  * Run a list of moves in order, in as few calls into the addon as the kernel allows (one when
- * nothing goes wrong). For compactors: the per-call cost of crossing into the addon is a third
- * of a 4 KiB move, so moving page by page through {@link movePages} is measurably slower.
+ * nothing goes wrong). For compactors: each call into the addon costs time of its own, so a
+ * list moves faster than the same moves made one by one through {@link movePages}.
  * Accepts `{dst, src, length}` entries or a BigUint64Array of [dst, src, length] triples.
  *
  * The report is for the whole list; with `scan: true` each entry's destination is scanned.
@@ -455,8 +503,8 @@ export function movePageList(uffd: Userfaultfd, moves: readonly MoveSpec[] | Big
   const page = native.pageSize();
   let ops: BigUint64Array;
   if (moves instanceof BigUint64Array) {
-    // The shape here; every entry is checked by the addon before any moves (a second per-entry
-    // check in JS would cost about 5% of a list of 4 KiB moves).
+    // The shape here; every entry is checked by the addon before any moves (checking each one in
+    // JS as well would slow down a list of small moves).
     if (moves.length % 3 !== 0) throw outOfRange('a BigUint64Array of moves must hold [dst, src, length] triples');
     ops = moves;
   } else {
@@ -481,7 +529,7 @@ export function movePageList(uffd: Userfaultfd, moves: readonly MoveSpec[] | Big
     report.hugeMoves = 0;
     return report;
   }
-  runOps(uffd, ops, count, s, report);
+  moveAll(uffd, new MoveList(ops, count), s, report);
   if (s.scan) {
     let holes = 0;
     let huge = 0;
@@ -497,9 +545,6 @@ export function movePageList(uffd: Userfaultfd, moves: readonly MoveSpec[] | Big
   return report;
 }
 
-const EEXIST = 17;
-const EBUSY = 16;
-
 /**
  * The background pass of a concurrent compaction: like movePageList, but a destination page that
  * is already mapped because a fault on it was served by moving it on demand is skipped instead
@@ -514,59 +559,36 @@ export function moveSkippingMapped(
   movedOnDemand: (dst: bigint) => boolean,
   options?: Pick<MovePagesOptions, 'retry' | 'wake'>,
 ): { report: MoveReport; skipped: number } {
-  const s = { ...settings({ ...options, allowSrcHoles: true }, false) };
-  const fd = handleOf(uffd);
-  const count = ops.length / 3;
+  const s = settings({ ...options, allowSrcHoles: true }, false);
+  const handle = nativeUffdOf(uffd);
+  const moves = new MoveList(ops, ops.length / 3);
   const report = newReport();
   let skipped = 0;
-  let index = 0;
-  let done = 0;
   let retries = 0;
-  while (index < count) {
-    state[0] = index;
-    state[1] = done;
-    native.moveBatch(fd, ops, count, s.mode, state);
-    const stoppedAt = state[0];
-    for (let i = index; i < stoppedAt; i++) report.moved += opLength(ops, i) - (i === index ? done : 0);
-    report.moved += stoppedAt === index ? state[1] - done : state[1];
-    report.ioctls += state[3];
-    index = stoppedAt;
-    done = state[1];
-    const errno = state[2];
-    if (errno === 0) break;
+  drive(handle, moves, s.mode, report, (errno, index, done) => {
     if (errno === EEXIST) {
       // Moved on demand is told by the claim, not by "is the source a hole now?": khugepaged may
       // have filled that hole with a zeroed page, and the pass would report a conflict where
       // there is none.
-      const dst = ops[index * 3] + BigInt(done);
-      if (movedOnDemand(dst)) {
+      if (movedOnDemand(moves.dst(index) + BigInt(done))) {
         skipped++;
-      } else if (populatedRuns(ops[index * 3 + 1] + BigInt(done), PAGE_SIZE).length === 0) {
-        // Unclaimed, and the source page is gone: this very ioctl moved it and then said EEXIST.
-        // The kernel does that (6.18 here) when the source is a huge page that the event
-        // thread's on-demand move of another of its pages splits at the same moment: presumably
-        // a retry inside the ioctl finds the page it has just moved. Seen with a THP from-space,
-        // which THP 'always' makes of any heap; it made done reject with a false conflict.
+      } else if (populatedRuns(moves.src(index) + BigInt(done), PAGE_SIZE).length === 0) {
+        // Unclaimed, and the source page is gone: this very ioctl moved it, then said EEXIST.
+        // Seen (6.18) when an on-demand move of another page of the same source huge page (THP
+        // 'always') splits it at that moment. Not a conflict.
         report.moved += PAGE_SIZE;
       } else {
-        throw stopped(errno, ops, index, done, report);
+        throw stopped(errno, moves, index, done, report);
       }
-      done += PAGE_SIZE;
-      if (done >= Number(ops[index * 3 + 2])) {
-        index++;
-        done = 0;
-      }
-      continue;
+      return done + PAGE_SIZE;
     }
     // EBUSY too: besides a page shared with a child (which outlasts the retries), the source
     // huge page being split by an on-demand move of another of its pages gives a passing EBUSY.
-    if ((errno === EAGAIN || errno === EBUSY) && retries < s.attempts) {
-      sleep(Math.min(s.delayMs * 2 ** retries, s.maxDelayMs));
+    if ((errno === EAGAIN || errno === EBUSY) && backoff(s, retries, report)) {
       retries++;
-      report.retries++;
-      continue;
+      return done;
     }
-    throw stopped(errno, ops, index, done, report);
-  }
+    throw stopped(errno, moves, index, done, report);
+  });
   return { report, skipped };
 }

@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 /**
  * The `userfaultfd` command: `userfaultfd probe [--json]` prints what this kernel supports;
- * `userfaultfd demo` lazily restores a memory snapshot (lib/demo.ts).
+ * `userfaultfd demo` lazily restores a memory snapshot (lib/cli/demo.ts).
  * @module
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FEATURES, FEATURE_NAMES, PAGE_CATEGORY_NAMES } from './constants';
-import type { ProbeReport } from './probe';
-import { UsageError, parseOptions } from './cli-args';
+import { FEATURES, FEATURE_NAMES, PAGE_CATEGORY_NAMES } from '../core/constants';
+import type { ProbeReport } from '../probe';
+import { UsageError, parseOptions } from './args';
 
 const USAGE = `usage: userfaultfd <command> [options]
 
@@ -23,9 +23,9 @@ options:
   --version, -v    the package version
 `;
 
-/** The package's version, from its package.json (two levels above dist/lib/cli.js). */
+/** The package's version, from its package.json (three levels above dist/lib/cli/cli.js). */
 function version(): string {
-  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string };
   return pkg.version;
 }
 
@@ -101,7 +101,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return 0;
     }
-    const { probe } = await import('./probe');
+    const { probe } = await import('../probe');
     const report = probe();
     process.stdout.write(`${values.json === true ? toJson(report) : table(report)}\n`);
     return 0;

@@ -3,15 +3,15 @@
  * UFFDIO_MOVE, with the forwarding table a collector needs to fix its pointers.
  * @module
  */
-import { native } from './binding';
-import { invalidType, invalidValue, outOfRange, UffdError } from './errors';
-import { Mapping } from './mapping';
-import { movePageList, moveSkippingMapped, type MovePagesOptions, type MoveReport } from './move';
+import { native } from '../core/binding';
+import { ERR_UFFD_CLOSED, ERR_UFFD_UNMAPPED, invalidType, invalidValue, outOfRange, UffdError } from '../core/errors';
+import { Mapping } from '../core/mapping';
+import { movePageList, moveSkippingMapped, newReport, type MovePagesOptions, type MoveReport } from './move';
 import { HUGE, holeBytes, hugeBlocks, populatedRuns } from './move-scan';
-import { thpSize } from './sysinfo';
-import type { PolicyHandle } from './policy';
-import { Userfaultfd } from './userfaultfd';
-import { describe, oneOf, optBool, toAddress, toLength, toOptions, type Address } from './validate';
+import { thpSize } from '../core/sysinfo';
+import type { PolicyHandle } from '../core/policy';
+import { Userfaultfd } from '../core/userfaultfd';
+import { describe, oneOf, optBool, toAddress, toLength, toOptions, type Address } from '../core/validate';
 
 /** Live bytes of the from-space: a page-aligned byte range. */
 export interface LiveRange {
@@ -336,16 +336,19 @@ function concurrent(uffd: Userfaultfd, from: Mapping, to: Mapping, p: Plan, opts
   if (p.livePages > 0) policy = uffd.handle({ address: layoutStart, length: p.livePages * p.page }, { moveFrom: table, claims }, { unit: p.page, retain: from });
   let movedInBackground = 0;
   let alreadyMoved = 0;
-  const report: MoveReport = { moved: 0, copied: 0, holes: undefined, hugeMoves: undefined, retries: 0, ioctls: 0, atomic: true };
+  const report = newReport();
+  const checkMapped = (): void => {
+    if (!from.mapped || !to.mapped) throw Object.assign(new Error('a space was unmapped during a concurrent compaction'), { code: ERR_UFFD_UNMAPPED });
+  };
 
   const done = (async (): Promise<Compaction> => {
     // The mutators go first: compact() has returned before any background move.
     await new Promise<void>((resolve) => setImmediate(resolve));
     for (let i = 0; i < background.length; i += 3) {
-      // Referencing both mappings here also keeps them alive until the pass ends: a caller that
-      // drops them must not have them unmapped by the GC under the event thread's moves.
-      if (!from.mapped || !to.mapped) throw Object.assign(new Error('a space was unmapped during a concurrent compaction'), { code: 'ERR_UFFD_UNMAPPED' });
-      if (uffd.closed) throw Object.assign(new Error('the userfaultfd was closed during a concurrent compaction'), { code: 'ERR_UFFD_CLOSED' });
+      // checkMapped references both mappings, which also keeps them alive until the pass ends: a
+      // caller that drops them must not have them unmapped by the GC under the event thread's moves.
+      checkMapped();
+      if (uffd.closed) throw Object.assign(new Error('the userfaultfd was closed during a concurrent compaction'), { code: ERR_UFFD_CLOSED });
       const chunk = new BigUint64Array(background.slice(i, i + 3));
       const r = moveSkippingMapped(uffd, chunk, movedOnDemand, { retry: opts.retry });
       // r.report.moved already leaves out the pages skipped as moved on demand.
@@ -368,7 +371,7 @@ function concurrent(uffd: Userfaultfd, from: Mapping, to: Mapping, p: Plan, opts
     }
     const faultsServed = policy?.stats().faults ?? 0;
     policy?.remove();
-    if (!from.mapped || !to.mapped) throw Object.assign(new Error('a space was unmapped during a concurrent compaction'), { code: 'ERR_UFFD_UNMAPPED' });
+    checkMapped();
     const { hugeMoves } = countTo(p);
     report.holes = holes;
     report.hugeMoves = hugeMoves;

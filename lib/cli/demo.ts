@@ -7,12 +7,12 @@
  * @internal
  */
 import * as fs from 'node:fs';
-import { Mapping } from './mapping';
-import { pageSize } from './sysinfo';
-import { touch, type TouchThreadResult } from './testing';
-import { Userfaultfd } from './userfaultfd';
+import { Mapping } from '../core/mapping';
+import { pageSize } from '../core/sysinfo';
+import { touch, type TouchThreadResult } from '../testing';
+import { Userfaultfd } from '../core/userfaultfd';
 import { Progress, formatRate } from './demo-progress';
-import { UsageError, parseOptions } from './cli-args';
+import { UsageError, parseOptions } from './args';
 import { checkFile, firstDifference, memoryDigest, removeSnapshot, writeSnapshot, type Snapshot } from './demo-snapshot';
 
 export interface DemoOptions {

@@ -5,7 +5,7 @@
  * @module
  */
 import * as fs from 'node:fs';
-import { native } from './binding';
+import { native } from '../core/binding';
 import {
   PAGE_CATEGORIES,
   PAGE_CATEGORY_NAMES,
@@ -13,10 +13,10 @@ import {
   PM_SCAN_WP_MATCHING,
   bitsOf,
   type PageCategory,
-} from './constants';
-import { UffdError, UnsupportedError, invalidType, invalidValue, outOfRange } from './errors';
+} from '../core/constants';
+import { UffdError, UnsupportedError, invalidType, invalidValue, outOfRange } from '../core/errors';
 import { PageRegions, REGION_WORDS, type PageRegion } from './regions';
-import { describe, optBool, toAddress, toLength, toOptions, type Address, type Range } from './validate';
+import { describe, optBool, toAddress, toLength, toOptions, type Address, type Range } from '../core/validate';
 
 /** Word indexes of struct pm_scan_arg, as native/pagemap.cc takes it. */
 export const SCAN_ARG = {
@@ -217,6 +217,50 @@ export function planScan(options: PagemapScanOptions | undefined): ScanPlan {
   return { start, end, flags, mask, anyOf, inverted, returnMask, maxPages, maxRegions: Number(cap > 0n ? cap : 1n) };
 }
 
+/**
+ * One walk over a plan's range: PAGEMAP_SCAN calls, each continued from where the last one
+ * stopped, until the walk reaches the end of the range. Every loop over PAGEMAP_SCAN steps
+ * through this one (Pagemap.scanAll, WriteTracker.written, the scans of movePages and the
+ * compactor), each with a buffer of its own; {@link Pagemap.scanPlan} corrects a stale walk_end.
+ * @internal
+ */
+export class ScanWalk {
+  readonly #pagemap: Pagemap;
+  readonly #plan: ScanPlan;
+  #at: bigint;
+  #done = false;
+
+  constructor(pagemap: Pagemap, plan: ScanPlan) {
+    this.#pagemap = pagemap;
+    this.#plan = plan;
+    this.#at = plan.start;
+  }
+
+  /** Whether the walk has reached the end of the range. */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /**
+   * One call, from where the walk stands, into `vec` (room for `room` regions). Returns the
+   * regions written there.
+   * @throws RangeError (ERR_OUT_OF_RANGE) where the kernel made no progress.
+   */
+  step(vec: BigUint64Array, room: number): number {
+    const { count, walkEnd } = this.#pagemap.scanPlan(this.#plan, this.#at, vec, room);
+    if (walkEnd >= this.#plan.end) {
+      this.#done = true;
+    } else if (count === 0 && walkEnd <= this.#at) {
+      // Continuing would spin here forever. With wpMatching the kernel will not protect part of
+      // a hugetlb page, so a maxPages below the huge page size stops at the huge page, every time.
+      throw outOfRange(`PAGEMAP_SCAN made no progress at 0x${walkEnd.toString(16)}: with wpMatching on hugetlb memory, maxPages must cover a whole huge page`);
+    } else {
+      this.#at = walkEnd;
+    }
+    return count;
+  }
+}
+
 function toPid(v: unknown): number | undefined {
   if (v === undefined || v === process.pid) return undefined;
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw invalidType(`option pid must be a positive integer, got ${describe(v)}`);
@@ -296,18 +340,11 @@ export class Pagemap implements Disposable {
   *scanAll(options: Omit<PagemapScanOptions, 'pid'>): Generator<PageRegion, void, undefined> {
     const plan = this.#plan(options);
     const vec = new BigUint64Array(plan.maxRegions * REGION_WORDS);
-    for (let at = plan.start; ; ) {
-      const { count, walkEnd } = this.scanPlan(plan, at, vec, plan.maxRegions);
+    const walk = new ScanWalk(this, plan);
+    while (!walk.done) {
+      const count = walk.step(vec, plan.maxRegions);
       // Copy the batch out before yielding: the consumer may run another scan meanwhile.
-      const batch = new PageRegions(vec.slice(0, count * REGION_WORDS), count, plan.returnMask);
-      yield* batch;
-      if (walkEnd >= plan.end) return;
-      if (count === 0 && walkEnd <= at) {
-        // The kernel made no progress: with wpMatching it will not protect part of a hugetlb
-        // page, so a maxPages below the huge page size stops at the huge page, every time.
-        throw outOfRange(`PAGEMAP_SCAN made no progress at 0x${walkEnd.toString(16)}: with wpMatching on hugetlb memory, maxPages must cover a whole huge page`);
-      }
-      at = walkEnd;
+      yield* new PageRegions(vec.slice(0, count * REGION_WORDS), count, plan.returnMask);
     }
   }
 

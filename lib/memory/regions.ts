@@ -4,7 +4,7 @@
  * so a scan that finds thousands of regions costs one typed array, not thousands of objects.
  * @module
  */
-import { PAGE_CATEGORIES, PAGE_CATEGORY_NAMES, type PageCategory } from './constants';
+import { PAGE_CATEGORIES, PAGE_CATEGORY_NAMES, type PageCategory } from '../core/constants';
 
 /** One run of pages that share the categories the scan returned. */
 export interface PageRegion {

@@ -5,6 +5,7 @@
  */
 import { EVENT, MSG } from './msg-layout';
 import { UffdError } from './errors';
+import type { NativeReport } from './binding';
 
 /** A page fault in a registered range: the faulting thread waits until it is resolved. */
 export interface PageFault {
@@ -108,17 +109,6 @@ export function decodeEvents<U>(raw: ArrayBuffer, threadIds: boolean, wrapFork: 
     }
   }
   return out;
-}
-
-/** What the event thread reports about a fault it could not resolve, or resolved as a guard. */
-export interface NativeReport {
-  address: bigint;
-  flags: number;
-  tid: number;
-  errno: number;
-  ioctl: string;
-  policy: number;
-  guard: boolean;
 }
 
 /**

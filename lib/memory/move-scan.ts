@@ -3,21 +3,19 @@
  * (present or swapped; everything else is a hole UFFDIO_MOVE skips or refuses) and which are
  * mapped by a whole PMD (a transparent huge page).
  *
- * Why PAGEMAP_SCAN: it is one ioctl per range that returns runs, not one word per page, and its
- * HUGE category is exactly "mapped by a PMD" (hugetlb aside, which MOVE refuses anyway). The
- * alternatives are worse: /proc/self/smaps AnonHugePages is per VMA, not per range, and costs a
- * text parse of every mapping of the process; /proc/self/pagemap has no THP bit at all (that
- * lives in /proc/kpageflags, root only, one read per page). PAGEMAP_SCAN came in 6.7, before
- * MOVE (6.8), so wherever MOVE works this does; for the copy fallback on older kernels we read
- * /proc/self/pagemap's present and swapped bits instead, and report no huge pages.
+ * Why PAGEMAP_SCAN: one ioctl per range returns runs, and its HUGE category is exactly "mapped
+ * by a PMD". smaps is per VMA and a text parse; /proc/self/pagemap has no THP bit (kpageflags
+ * does, for root only). It came in 6.7, before MOVE (6.8): on older kernels, for the copy
+ * fallback, pagemap's present and swapped bits are read instead, and no huge pages reported.
  * @module
  * @internal
  */
 import * as fs from 'node:fs';
-import { native } from './binding';
-import { PAGE_CATEGORIES } from './constants';
-import { UffdError } from './errors';
-import { SCAN_ARG, SCAN_ARG_SIZE } from './pagemap';
+import { native } from '../core/binding';
+import { PAGE_CATEGORIES } from '../core/constants';
+import { UffdError, UnsupportedError } from '../core/errors';
+import { ScanWalk, ownPagemap, type ScanPlan } from './pagemap';
+import { REGION_WORDS } from './regions';
 
 export const PRESENT = 1n << BigInt(PAGE_CATEGORIES.PRESENT.bit);
 export const SWAPPED = 1n << BigInt(PAGE_CATEGORIES.SWAPPED.bit);
@@ -32,21 +30,19 @@ export interface PageRun {
 
 const REGIONS = 256;
 // The scan's constant fields, made once: a BigInt operation allocates, and a scan runs per call
-// of movePages when it counts huge moves.
-const REGIONS_WORD = BigInt(REGIONS);
-const ANY_POPULATED = PRESENT | SWAPPED;
-const RETURNED = PRESENT | SWAPPED | HUGE;
-// One descriptor per environment, opened on first use: opening /proc/self/pagemap costs more
-// than the scan itself, and a scan runs on every movePages call that needs one.
-let pagemapFd: number | undefined;
+// of movePages when it counts huge moves. The scans go through this thread's shared
+// /proc/self/pagemap (ownPagemap): opening one per scan would cost more than the scan.
+const POPULATED: Omit<ScanPlan, 'start' | 'end'> = {
+  flags: 0n,
+  mask: 0n,
+  anyOf: PRESENT | SWAPPED,
+  inverted: 0n,
+  returnMask: PRESENT | SWAPPED | HUGE,
+  maxPages: 0n,
+  maxRegions: REGIONS,
+};
 let scanSupported: boolean | undefined;
-const args = new BigUint64Array(12);
-const vec = new BigUint64Array(REGIONS * 3);
-
-function fd(): number {
-  pagemapFd ??= fs.openSync('/proc/self/pagemap', 'r');
-  return pagemapFd;
-}
+const vec = new BigUint64Array(REGIONS * REGION_WORDS);
 
 /**
  * The populated runs of [start, start + length): pages present or swapped, with HUGE set in
@@ -59,8 +55,9 @@ export function populatedRuns(start: bigint, length: number): PageRun[] {
       scanSupported = true;
       return runs;
     } catch (err) {
-      // ENOTTY (< 6.7) or EINVAL for a category this kernel lacks: read pagemap instead.
-      if (!(err instanceof UffdError) || scanSupported === true) throw err;
+      // No PAGEMAP_SCAN (< 6.7), or a category this kernel lacks (an UnsupportedError, or the
+      // kernel's own EINVAL): read pagemap instead.
+      if (!(err instanceof UnsupportedError || err instanceof UffdError) || scanSupported === true) throw err;
       scanSupported = false;
     }
   }
@@ -69,26 +66,17 @@ export function populatedRuns(start: bigint, length: number): PageRun[] {
 
 function scan(start: bigint, end: bigint): PageRun[] {
   const runs: PageRun[] = [];
-  let from = start;
-  while (from < end) {
-    args.fill(0n);
-    args[SCAN_ARG.size] = SCAN_ARG_SIZE;
-    args[SCAN_ARG.start] = from;
-    args[SCAN_ARG.end] = end;
-    args[SCAN_ARG.vecLen] = REGIONS_WORD;
-    args[SCAN_ARG.categoryAnyofMask] = ANY_POPULATED;
-    args[SCAN_ARG.returnMask] = RETURNED;
-    const n = native.pagemapScan(fd(), args, vec);
+  const walk = new ScanWalk(ownPagemap(), { ...POPULATED, start, end });
+  while (!walk.done) {
+    const n = walk.step(vec, REGIONS);
     for (let i = 0; i < n; i++) {
-      const run = { start: vec[i * 3], end: vec[i * 3 + 1], categories: vec[i * 3 + 2] };
+      const at = i * REGION_WORDS;
+      const run = { start: vec[at], end: vec[at + 1], categories: vec[at + 2] };
       const last = runs[runs.length - 1];
       // The kernel splits runs where its walk paused; join them back when nothing differs.
       if (last && last.end === run.start && last.categories === run.categories) last.end = run.end;
       else runs.push(run);
     }
-    const walkEnd = args[SCAN_ARG.walkEnd];
-    if (walkEnd <= from) break;
-    from = walkEnd;
   }
   return runs;
 }
@@ -100,7 +88,7 @@ function readPagemap(start: bigint, length: number): PageRun[] {
   const page = native.pageSize();
   const pages = length / page;
   const buf = Buffer.alloc(pages * 8);
-  fs.readSync(fd(), buf, 0, buf.length, Number(start / BigInt(page)) * 8);
+  fs.readSync(ownPagemap().fd, buf, 0, buf.length, Number(start / BigInt(page)) * 8);
   const runs: PageRun[] = [];
   for (let i = 0; i < pages; i++) {
     const e = buf.readBigUInt64LE(i * 8);

@@ -9,14 +9,14 @@
  * under the page-table lock, so a write is either in this round or in the next, never lost.
  * @module
  */
-import { native } from './binding';
-import { FEATURES, PAGE_CATEGORIES, PM_SCAN_CHECK_WPASYNC, PM_SCAN_WP_MATCHING } from './constants';
-import { UnsupportedError, invalidType, outOfRange } from './errors';
-import { Mapping, holdMapping } from './mapping';
-import { ownPagemap, pagemapSupport, type ScanPlan } from './pagemap';
+import { native } from '../core/binding';
+import { FEATURES, PAGE_CATEGORIES, PM_SCAN_CHECK_WPASYNC, PM_SCAN_WP_MATCHING } from '../core/constants';
+import { UnsupportedError, invalidType, outOfRange } from '../core/errors';
+import { Mapping, holdMapping } from '../core/mapping';
+import { ScanWalk, ownPagemap, pagemapSupport, type ScanPlan } from './pagemap';
 import { PageRegions, REGION_WORDS, type BufferOwner } from './regions';
-import { Userfaultfd, availableFeatureBits } from './userfaultfd';
-import { optBool, toLength, toOptions, toRange, type Range } from './validate';
+import { Userfaultfd, availableFeatureBits } from '../core/userfaultfd';
+import { optBool, toLength, toOptions, toRange, type Range } from '../core/validate';
 
 /** Options of {@link WriteTracker}. */
 export interface WriteTrackerOptions {
@@ -165,20 +165,15 @@ export class WriteTracker implements Disposable {
     const reset = optBool(toOptions(options), 'reset', false);
     if (this.#closed) throw closedError();
     this.#owner.generation++;
-    const plan = reset ? this.#resetPlan : this.#plan;
-    const pagemap = ownPagemap();
+    const walk = new ScanWalk(ownPagemap(), reset ? this.#resetPlan : this.#plan);
     let filled = 0;
-    for (let at = plan.start; ; ) {
+    while (!walk.done) {
       const room = this.#vec.length / REGION_WORDS - filled;
-      const out = filled === 0 ? this.#vec : this.#vec.subarray(filled * REGION_WORDS);
-      const { count, walkEnd } = pagemap.scanPlan(plan, at, out, room);
+      const count = walk.step(filled === 0 ? this.#vec : this.#vec.subarray(filled * REGION_WORDS), room);
       filled = this.#append(filled, count);
-      if (walkEnd >= plan.end) break;
-      if (count === 0 && walkEnd <= at) throw new Error(`PAGEMAP_SCAN made no progress at 0x${walkEnd.toString(16)}`);
       // The buffer ran out: grow it and continue from where the walk stopped. What was
       // reported is already protected again, so continuing keeps every page in one round.
-      if (count === room) this.#grow(filled);
-      at = walkEnd;
+      if (!walk.done && count === room) this.#grow(filled);
     }
     return new PageRegions(this.#vec, filled, WRITTEN, this.#owner);
   }

@@ -7,7 +7,6 @@
 import { constants as bufferConstants } from 'node:buffer';
 import * as path from 'node:path';
 import { ERR_UFFD_ADDON_LOAD, UffdError, type SysErrorDetails } from './errors';
-import type { NativeReport } from './events';
 import { layoutMismatches, type NativeLayout, type PolicyKindName } from './msg-layout';
 
 /** An address as the native layer takes it. */
@@ -70,6 +69,30 @@ export interface PolicyStats {
   errors: number;
 }
 
+/** What the event thread reports about a fault it could not resolve, or resolved as a guard. */
+export interface NativeReport {
+  address: bigint;
+  flags: number;
+  tid: number;
+  errno: number;
+  ioctl: string;
+  policy: number;
+  guard: boolean;
+}
+
+// Public (the result of testing.touch), but declared here, beside the native call that makes it:
+// the binding is the lowest layer and imports nothing above it.
+/** What one touching thread did. */
+export interface TouchThreadResult {
+  /** The thread's kernel thread id (what a THREAD_ID page fault reports as its thread). */
+  tid: number;
+  /** Touches made. */
+  touched: number;
+  /** Sum of the words read (read mode). */
+  sum: bigint;
+  latenciesNs?: Float64Array;
+}
+
 /** The native mapping handle (native/mapping.cc). */
 export interface NativeMapping {
   readonly address: bigint;
@@ -118,7 +141,7 @@ export interface Binding {
   madviseRange(address: RawAddress, length: number, advice: number): void;
   testing: {
     // mapping: held mapped by the native thread until it is done (GC, Worker termination).
-    touch(address: bigint, length: number, options: object, mapping?: NativeMapping): Promise<import('./testing').TouchThreadResult[]>;
+    touch(address: bigint, length: number, options: object, mapping?: NativeMapping): Promise<TouchThreadResult[]>;
     forkTouch(address: bigint, length: number, options: object, mapping?: NativeMapping): Promise<{ status: number | null; signal: number | null }>;
     madvise(address: bigint, length: number, advice: number, mapping?: NativeMapping): Promise<void>;
   };
@@ -155,9 +178,9 @@ function addonLoadError(root: string, cause: unknown): Error {
 }
 
 // node-gyp-build finds build/Release (a source build) or prebuilds/<platform>-<arch> from the
-// package root; this file is compiled to dist/lib/binding.js, two levels below it.
+// package root; this file is compiled to dist/lib/core/binding.js, three levels below it.
 function loadAddon(): Binding {
-  const root = path.join(__dirname, '..', '..');
+  const root = path.join(__dirname, '..', '..', '..');
   let addon: Binding;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -3,9 +3,9 @@
  * @module
  */
 import { EventEmitter } from 'node:events';
-import { native, type NativeUffd } from './binding';
-import { EVENT_TYPES, EventQueue, FaultError, decodeEvents, type NativeReport, type UffdEvent } from './events';
-import { Mapping, mappingOfBuffer, nativeHandle } from './mapping';
+import { native, type NativeReport, type NativeUffd } from './binding';
+import { EVENT_TYPES, EventQueue, FaultError, decodeEvents, type UffdEvent } from './events';
+import { mappingOfBuffer, nativeMappingOf } from './mapping';
 import { PolicyHandle, nativePolicy, type Policy, type PolicyOptions } from './policy';
 import {
   FEATURES,
@@ -168,7 +168,8 @@ function featureOfBit(bit: bigint): { name: string; since: string } {
  * pool) or served by a native policy.
  */
 export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable {
-  readonly #handle: NativeUffd;
+  // The addon's handle of the descriptor (native/uffd.cc): every ioctl goes through it.
+  readonly #native: NativeUffd;
   readonly #negotiated: Negotiated;
   #readerStarted = false;
   #refed = true;
@@ -181,9 +182,9 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
   /** The negotiated features by name. */
   readonly features: FeatureSet;
 
-  private constructor(handle: NativeUffd, negotiated: Negotiated, via: OpenVia | 'fd', userModeOnly: boolean) {
+  private constructor(nativeUffd: NativeUffd, negotiated: Negotiated, via: OpenVia | 'fd', userModeOnly: boolean) {
     super();
-    this.#handle = handle;
+    this.#native = nativeUffd;
     this.#negotiated = negotiated;
     this.openedVia = via;
     this.userModeOnly = userModeOnly;
@@ -226,8 +227,8 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
       // was asked for (WP_ASYNC brings WP_UNPOPULATED with it, as the kernel does).
       const api = native.apiHandshake(opened.fd, wanted);
       const enabled = wanted & WP_ASYNC ? wanted | WP_UNPOPULATED : wanted;
-      const handle = new native.UffdHandle(opened.fd, true);
-      return new Userfaultfd(handle, { featureBits: enabled, ioctlBits: api.ioctls }, opened.via, userModeOnly);
+      const nativeUffd = new native.UffdHandle(opened.fd, true);
+      return new Userfaultfd(nativeUffd, { featureBits: enabled, ioctlBits: api.ioctls }, opened.via, userModeOnly);
     } catch (err) {
       native.closeFd(opened.fd);
       throw err;
@@ -253,27 +254,27 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     const dup = optBool(opts, 'dup', true);
     checkUserfaultfd(fd);
     const own = dup ? native.dupFd(fd) : fd;
-    let handle: NativeUffd;
+    let nativeUffd: NativeUffd;
     try {
       // Checks again, and makes the descriptor O_NONBLOCK (the event thread needs that).
-      handle = new native.UffdHandle(own, true);
+      nativeUffd = new native.UffdHandle(own, true);
     } catch (err) {
       if (dup) native.closeFd(own);
       throw err;
     }
     // Every handshake answers API | REGISTER | UNREGISTER.
     const ioctlBits = (1n << BigInt(IOCTLS.API)) | (1n << BigInt(IOCTLS.REGISTER)) | (1n << BigInt(IOCTLS.UNREGISTER));
-    return new Userfaultfd(handle, { featureBits: bitsOf(FEATURES, names), ioctlBits }, 'fd', userModeOnly);
+    return new Userfaultfd(nativeUffd, { featureBits: bitsOf(FEATURES, names), ioctlBits }, 'fd', userModeOnly);
   }
 
   /** The descriptor number; -1 once closed. */
   get fd(): number {
-    return this.#handle.fd;
+    return this.#native.fd;
   }
 
   /** Whether close() has been called. */
   get closed(): boolean {
-    return this.#handle.fd < 0;
+    return this.#native.fd < 0;
   }
 
   /** The UFFD_FEATURE_* bits enabled on this descriptor, including any this library has no name for. */
@@ -303,19 +304,19 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
   registerMode(range: Range, mode: bigint): IoctlName[] {
     const r = toRange(range, native.pageSize(), 'register');
     if (typeof mode !== 'bigint') throw invalidType('mode must be a bigint');
-    return ioctlNames(this.#handle.register(r.address, r.length, mode));
+    return ioctlNames(this.#native.register(r.address, r.length, mode));
   }
 
   /** Unregister a range. Threads waiting on MISSING faults there wake and fault normally. */
   unregister(range: Range): void {
     const r = toRange(range, native.pageSize(), 'unregister');
-    this.#handle.unregister(r.address, r.length);
+    this.#native.unregister(r.address, r.length);
   }
 
   /** Wake the threads waiting on faults in a range (after a DONTWAKE resolution). */
   wake(range: Range): void {
     const r = toRange(range, native.pageSize(), 'wake');
-    this.#handle.wake(r.address, r.length);
+    this.#native.wake(r.address, r.length);
   }
 
   /**
@@ -340,14 +341,14 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     }
     checkAligned(d, len, native.pageSize(), 'copy');
     const mode = (optBool(opts, 'wake', true) ? 0n : MODE.COPY_DONTWAKE) | (optBool(opts, 'wp', false) ? MODE.COPY_WP : 0n);
-    return this.#handle.copy(d, source, len, mode);
+    return this.#native.copy(d, source, len, mode);
   }
 
   /** UFFDIO_ZEROPAGE: map zero pages at unmapped `dst`. Not offered on hugetlbfs (EINVAL). */
   zeropage(dst: Address, length: number, options?: WakeOption): number {
     const r = this.#range(dst, length, 'zeropage');
     const mode = optBool(toOptions(options), 'wake', true) ? 0n : MODE.ZEROPAGE_DONTWAKE;
-    return this.#handle.zeropage(r.address, r.length, mode);
+    return this.#native.zeropage(r.address, r.length, mode);
   }
 
   /** UFFDIO_CONTINUE: map pages already in the page cache (resolves MINOR faults). */
@@ -356,7 +357,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     const r = this.#range(dst, length, 'continue');
     const mode = (optBool(opts, 'wake', true) ? 0n : MODE.CONTINUE_DONTWAKE) | (optBool(opts, 'wp', false) ? MODE.CONTINUE_WP : 0n);
     this.#need('CONTINUE');
-    return this.#handle.continue(r.address, r.length, mode);
+    return this.#native.continue(r.address, r.length, mode);
   }
 
   /** UFFDIO_POISON (Linux >= 6.6): mark pages so that any later access raises SIGBUS. */
@@ -364,7 +365,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     const r = this.#range(dst, length, 'poison');
     const mode = optBool(toOptions(options), 'wake', true) ? 0n : MODE.POISON_DONTWAKE;
     this.#need('POISON');
-    return this.#handle.poison(r.address, r.length, mode);
+    return this.#native.poison(r.address, r.length, mode);
   }
 
   /**
@@ -377,7 +378,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     const wake = optBool(toOptions(options), 'wake', true);
     const mode = (on ? MODE.WRITEPROTECT_WP : 0n) | (wake ? 0n : MODE.WRITEPROTECT_DONTWAKE);
     this.#need('WRITEPROTECT');
-    this.#handle.writeProtect(r.address, r.length, mode);
+    this.#native.writeProtect(r.address, r.length, mode);
   }
 
   /**
@@ -391,7 +392,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     checkAligned(s, d.length, native.pageSize(), 'move');
     const mode = (optBool(opts, 'wake', true) ? 0n : MODE.MOVE_DONTWAKE) | (optBool(opts, 'allowSrcHoles', false) ? MODE.MOVE_ALLOW_SRC_HOLES : 0n);
     this.#need('MOVE');
-    return this.#handle.move(d.address, s, d.length, mode);
+    return this.#native.move(d.address, s, d.length, mode);
   }
 
   /**
@@ -412,11 +413,11 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     // A move table pins the Mapping it is told to retain (the compactor's from-space), if every
     // address in the table lies in it.
     const pin =
-      spec.kind === 'moveTable' ? (retain instanceof Mapping ? nativeHandle(retain) : undefined) : spec.kind === 'copyBuffer' ? mappingOfBuffer(ArrayBuffer.isView(spec.buffer) ? spec.buffer.buffer : spec.buffer) : undefined;
-    const id = this.#handle.addPolicy({ ...spec, address: r.address, length: r.length, unit, retain: retain as object | undefined, ...(pin ? { pin } : {}) });
+      spec.kind === 'moveTable' ? nativeMappingOf(retain) : spec.kind === 'copyBuffer' ? mappingOfBuffer(ArrayBuffer.isView(spec.buffer) ? spec.buffer.buffer : spec.buffer) : undefined;
+    const id = this.#native.addPolicy({ ...spec, address: r.address, length: r.length, unit, retain: retain as object | undefined, ...(pin ? { pin } : {}) });
     this.#policies++;
     this.#syncRef();
-    return new PolicyHandle(this.#handle, id, r.address, r.length, () => {
+    return new PolicyHandle(this.#native, id, r.address, r.length, () => {
       this.#policies--;
       this.#syncRef();
     });
@@ -435,7 +436,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     const queue: EventQueue<UffdEvent<Userfaultfd>> = new EventQueue(
       hwm,
       (paused) => {
-        if (!this.closed) this.#handle.pause(paused);
+        if (!this.closed) this.#native.pause(paused);
       },
       () => {
         this.#queues.delete(queue);
@@ -463,7 +464,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     const timeout = opts.timeoutMs ?? 1000;
     if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < -1) throw invalidType('option timeoutMs must be an integer >= -1');
     const max = toLength(opts.max ?? 64, 'option max');
-    const raw = this.#handle.readRaw(timeout, max);
+    const raw = this.#native.readRaw(timeout, max);
     return raw ? this.#decode(raw) : [];
   }
 
@@ -486,8 +487,8 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
   #syncRef(adding = 0): void {
     if (!this.#readerStarted || this.closed) return;
     const listeners = EVENT_TYPES.reduce((n, type) => n + this.listenerCount(type), adding);
-    if (this.#refed && listeners + this.#queues.size + this.#policies > 0) this.#handle.ref();
-    else this.#handle.unref();
+    if (this.#refed && listeners + this.#queues.size + this.#policies > 0) this.#native.ref();
+    else this.#native.unref();
   }
 
   /**
@@ -496,7 +497,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
    * gone; they retry and fault normally. A second close does nothing.
    */
   close(): void {
-    const undelivered = this.#handle.close();
+    const undelivered = this.#native.close();
     for (const report of undelivered ?? []) this.#afterClose(new FaultError(report));
     for (const q of this.#queues) q.end();
   }
@@ -510,7 +511,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
 
   #startReader(): void {
     if (this.#readerStarted) return;
-    this.#handle.startReader(this.#onBatch, this.features.THREAD_ID ? native.gettid() : 0);
+    this.#native.startReader(this.#onBatch, this.features.THREAD_ID ? native.gettid() : 0);
     this.#readerStarted = true;
   }
 
@@ -565,9 +566,9 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     this.close();
   }
 
-  /** The native handle, for the other modules of this package. @internal */
+  /** The native handle; for this package's modules and tests (see nativeUffdOf). @internal */
   get native(): NativeUffd {
-    return this.#handle;
+    return this.#native;
   }
 
   #range(address: Address, length: number, what: string): { address: bigint; length: number } {
@@ -586,6 +587,16 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     if (feature === undefined || (availableFeatureBits() & (1n << BigInt(FEATURES[feature].bit))) !== 0n) return;
     throw new UnsupportedError(`UFFDIO_${ioctl}`, FEATURES[feature].since, `the kernel does not report ${feature}`);
   }
+}
+
+/**
+ * The native handle of `uffd`, which must be a Userfaultfd (else a TypeError): the one way for the
+ * other modules of this package to reach it. The addon checks that it is open (ERR_UFFD_CLOSED).
+ * @internal
+ */
+export function nativeUffdOf(uffd: unknown): NativeUffd {
+  if (!(uffd instanceof Userfaultfd)) throw invalidType('uffd must be a Userfaultfd');
+  return uffd.native;
 }
 
 function isEventType(event: string | symbol): boolean {
