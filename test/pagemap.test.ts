@@ -227,6 +227,15 @@ describe('pagemapScan', function () {
       expect(r.walkEnd).to.equal(mem.address);
       expect(r.done).to.equal(true);
     });
+    it('a region index out of range is a coded RangeError (ERR_OUT_OF_RANGE), empty result included', function () {
+      // The fuzz suite found the uncoded one, on a scan whose range getter unmapped the memory.
+      const empty = pagemapScan({ start: mem.address, end: mem.address, categories: ['PRESENT'] }).regions;
+      for (const i of [0, -1, 0.5, 2 ** 53]) {
+        expectThrowsCode(() => empty.startOf(i), RangeError, 'ERR_OUT_OF_RANGE');
+        expectThrowsCode(() => empty.endOf(i), RangeError, 'ERR_OUT_OF_RANGE');
+        expectThrowsCode(() => empty.categoryBitsOf(i), RangeError, 'ERR_OUT_OF_RANGE');
+      }
+    });
   });
 
   describe('categories', function () {

@@ -5,6 +5,7 @@
  * @module
  */
 import { PAGE_CATEGORIES, PAGE_CATEGORY_NAMES, type PageCategory } from '../core/constants';
+import { outOfRange } from '../core/errors';
 
 /** One run of pages that share the categories the scan returned. */
 export interface PageRegion {
@@ -121,7 +122,7 @@ export class PageRegions implements Iterable<PageRegion> {
 
   #word(i: number, field: number): bigint {
     this.#check();
-    if (!Number.isInteger(i) || i < 0 || i >= this.#count) throw new RangeError(`region index ${i} is outside 0..${this.#count - 1}`);
+    if (!Number.isInteger(i) || i < 0 || i >= this.#count) throw outOfRange(this.#count === 0 ? `region index ${i}: there are no regions` : `region index ${i} is outside 0..${this.#count - 1}`);
     return this.#words[i * REGION_WORDS + field];
   }
 
