@@ -5,7 +5,7 @@
 #include <napi.h>
 
 struct AddonData {
-  // Builds the JS UffdError (lib/errors.ts); installed by the TS layer at load time.
+  // Builds the JS UffdError (lib/core/errors.ts); installed by the TS layer at load time.
   Napi::FunctionReference error_factory;
 };
 

@@ -247,7 +247,8 @@ void MappingHandle::SubRange(const Napi::CallbackInfo& info, size_t i, uint8_t**
   *len = length;
 }
 
-// madvise(offset, length, advice): advice is the raw MADV_* number (lib/constants.ts names them).
+// madvise(offset, length, advice): advice is the raw MADV_* number (lib/core/constants.ts names
+// them).
 Napi::Value MappingHandle::Madvise(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
   Napi::Env env = info.Env();

@@ -1,4 +1,5 @@
-// UFFDIO_MOVE in batches: the loop behind lib/move.ts (movePages, movePageList) and the compactor.
+// UFFDIO_MOVE in batches: the loop behind lib/memory/move.ts (movePages, movePageList) and the
+// compactor.
 //
 // One call into the addon costs a few hundred nanoseconds, about a third of what the kernel
 // needs to move one 4 KiB page, so a compactor that crossed into C++ once per page would spend

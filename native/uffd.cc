@@ -277,9 +277,9 @@ Napi::Value UffdHandle::WriteProtect(const Napi::CallbackInfo& info) {
 
 // ---- the event thread and native policies ----
 
-// startReader(callback, guardTid): guardTid is the JS thread's tid when THREAD_ID was negotiated
+// startEngine(callback, guardTid): guardTid is the JS thread's tid when THREAD_ID was negotiated
 // (the deadlock guard), else 0.
-Napi::Value UffdHandle::StartReader(const Napi::CallbackInfo& info) {
+Napi::Value UffdHandle::StartEngine(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
   Napi::Env env = info.Env();
   int fd = LiveFd(env);
@@ -296,26 +296,26 @@ Napi::Value UffdHandle::StartReader(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value UffdHandle::StopReader(const Napi::CallbackInfo& info) {
+Napi::Value UffdHandle::StopEngine(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
   Shutdown();
   return info.Env().Undefined();
 }
 
-// pause(paused: boolean)
-Napi::Value UffdHandle::PauseReader(const Napi::CallbackInfo& info) {
+// pauseDelivery(paused: boolean)
+Napi::Value UffdHandle::PauseDelivery(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
   if (engine_) engine_->SetPaused(info[0].ToBoolean().Value());
   return info.Env().Undefined();
 }
 
-Napi::Value UffdHandle::RefReader(const Napi::CallbackInfo& info) {
+Napi::Value UffdHandle::RefEngine(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
   if (engine_) engine_->Ref();
   return info.Env().Undefined();
 }
 
-Napi::Value UffdHandle::UnrefReader(const Napi::CallbackInfo& info) {
+Napi::Value UffdHandle::UnrefEngine(const Napi::CallbackInfo& info) {
   CheckReceiver(info);
   if (engine_) engine_->Unref();
   return info.Env().Undefined();
@@ -385,11 +385,11 @@ Napi::Function UffdHandle::DefineClass(Napi::Env env) {
           InstanceMethod<&UffdHandle::Continue>("continue"),
           InstanceMethod<&UffdHandle::Poison>("poison"),
           InstanceMethod<&UffdHandle::Move>("move"),
-          InstanceMethod<&UffdHandle::StartReader>("startReader"),
-          InstanceMethod<&UffdHandle::StopReader>("stopReader"),
-          InstanceMethod<&UffdHandle::PauseReader>("pause"),
-          InstanceMethod<&UffdHandle::RefReader>("ref"),
-          InstanceMethod<&UffdHandle::UnrefReader>("unref"),
+          InstanceMethod<&UffdHandle::StartEngine>("startEngine"),
+          InstanceMethod<&UffdHandle::StopEngine>("stopEngine"),
+          InstanceMethod<&UffdHandle::PauseDelivery>("pauseDelivery"),
+          InstanceMethod<&UffdHandle::RefEngine>("refEngine"),
+          InstanceMethod<&UffdHandle::UnrefEngine>("unrefEngine"),
           InstanceMethod<&UffdHandle::AddPolicy>("addPolicy"),
           InstanceMethod<&UffdHandle::RemovePolicy>("removePolicy"),
           InstanceMethod<&UffdHandle::PolicyStats>("policyStats"),

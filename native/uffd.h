@@ -43,11 +43,11 @@ class UffdHandle : public Napi::ObjectWrap<UffdHandle> {
   Napi::Value Poison(const Napi::CallbackInfo& info);
   Napi::Value Move(const Napi::CallbackInfo& info);
   // The fault engine and native policies (native/fault_engine.h).
-  Napi::Value StartReader(const Napi::CallbackInfo& info);
-  Napi::Value StopReader(const Napi::CallbackInfo& info);
-  Napi::Value PauseReader(const Napi::CallbackInfo& info);
-  Napi::Value RefReader(const Napi::CallbackInfo& info);
-  Napi::Value UnrefReader(const Napi::CallbackInfo& info);
+  Napi::Value StartEngine(const Napi::CallbackInfo& info);
+  Napi::Value StopEngine(const Napi::CallbackInfo& info);
+  Napi::Value PauseDelivery(const Napi::CallbackInfo& info);
+  Napi::Value RefEngine(const Napi::CallbackInfo& info);
+  Napi::Value UnrefEngine(const Napi::CallbackInfo& info);
   Napi::Value AddPolicy(const Napi::CallbackInfo& info);
   Napi::Value RemovePolicy(const Napi::CallbackInfo& info);
   Napi::Value PolicyStats(const Napi::CallbackInfo& info);

@@ -27,11 +27,12 @@ export interface NativeUffd {
   poison(address: RawAddress, length: number, mode: bigint): number;
   move(dst: RawAddress, src: RawAddress, length: number, mode: bigint): number;
   /** Starts the event thread; `guardTid` is the JS thread's tid for the deadlock guard, or 0. */
-  startReader(callback: (raw: ArrayBuffer, reports?: NativeReport[]) => void, guardTid: number): void;
-  stopReader(): void;
-  pause(paused: boolean): void;
-  ref(): void;
-  unref(): void;
+  startEngine(callback: (raw: ArrayBuffer, reports?: NativeReport[]) => void, guardTid: number): void;
+  stopEngine(): void;
+  /** While paused only reports reach the callback; events wait, in order. */
+  pauseDelivery(paused: boolean): void;
+  refEngine(): void;
+  unrefEngine(): void;
   /** Returns the policy's id. */
   addPolicy(spec: NativePolicySpec): number;
   removePolicy(id: number): boolean;

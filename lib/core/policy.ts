@@ -74,7 +74,7 @@ export interface PolicyOptions {
 export class PolicyHandle {
   /** @internal */
   constructor(
-    private readonly handle: NativeUffd,
+    private readonly uffd: NativeUffd,
     /** The policy's id, as 'error' events name it. */
     readonly id: number,
     /** The range it covers. */
@@ -85,12 +85,12 @@ export class PolicyHandle {
 
   /** The counters: faults, bytes, eexist, retries, errors. Zeros once removed. */
   stats(): PolicyStats {
-    return this.handle.policyStats(this.id) ?? { faults: 0, bytes: 0, eexist: 0, retries: 0, errors: 0 };
+    return this.uffd.policyStats(this.id) ?? { faults: 0, bytes: 0, eexist: 0, retries: 0, errors: 0 };
   }
 
   /** Stop resolving this range natively: its faults go to JS again. Returns false if already removed. */
   remove(): boolean {
-    const removed = this.handle.removePolicy(this.id);
+    const removed = this.uffd.removePolicy(this.id);
     if (removed) this.onRemoved();
     return removed;
   }

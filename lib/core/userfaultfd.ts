@@ -194,7 +194,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     // the process alive, whatever ref() said, and a dropped object can be collected.
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
       if (!isEventType(event)) return;
-      this.#startReader();
+      this.#startEngine();
       this.#syncRef(1);
     });
     (this as EventEmitter).on('removeListener', (event: string | symbol) => {
@@ -407,7 +407,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     const retain = opts.retain;
     if (retain !== undefined && (typeof retain !== 'object' || retain === null)) throw invalidType('option retain must be an object');
     const spec = nativePolicy(policy, r.length);
-    this.#startReader();
+    this.#startEngine();
     // A source inside a Mapping pins it: unmap() then leaves the memory mapped until the policy
     // is removed, as it does for testing jobs, so faults never get a later mapping's bytes.
     // A move table pins the Mapping it is told to retain (the compactor's from-space), if every
@@ -436,7 +436,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     const queue: EventQueue<UffdEvent<Userfaultfd>> = new EventQueue(
       hwm,
       (paused) => {
-        if (!this.closed) this.#native.pause(paused);
+        if (!this.closed) this.#native.pauseDelivery(paused);
       },
       () => {
         this.#queues.delete(queue);
@@ -448,7 +448,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
       else signal.addEventListener('abort', () => queue.end(), { once: true });
     }
     this.#queues.add(queue);
-    this.#startReader();
+    this.#startEngine();
     this.#syncRef();
     return queue;
   }
@@ -487,8 +487,8 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
   #syncRef(adding = 0): void {
     if (!this.#readerStarted || this.closed) return;
     const listeners = EVENT_TYPES.reduce((n, type) => n + this.listenerCount(type), adding);
-    if (this.#refed && listeners + this.#queues.size + this.#policies > 0) this.#native.ref();
-    else this.#native.unref();
+    if (this.#refed && listeners + this.#queues.size + this.#policies > 0) this.#native.refEngine();
+    else this.#native.unrefEngine();
   }
 
   /**
@@ -509,9 +509,9 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     process.emitWarning(err);
   }
 
-  #startReader(): void {
+  #startEngine(): void {
     if (this.#readerStarted) return;
-    this.#native.startReader(this.#onBatch, this.features.THREAD_ID ? native.gettid() : 0);
+    this.#native.startEngine(this.#onBatch, this.features.THREAD_ID ? native.gettid() : 0);
     this.#readerStarted = true;
   }
 
