@@ -12,7 +12,6 @@
 
 namespace {
 
-constexpr int kBatch = 64;  // messages per read(2)
 // Faults waiting to be retried after EAGAIN. Each is a thread asleep in a fault, so this is
 // more than any process has; if it ever fills, reading pauses until retries succeed.
 constexpr size_t kMaxDeferred = 1 << 14;

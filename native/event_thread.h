@@ -24,6 +24,8 @@
 
 class EventThread {
  public:
+  // Messages per read(2), for both readers of the uffd (the main-loop reader reads as much).
+  static constexpr int kBatch = 64;
   // Room the ring needs besides what a paused JS holds: the deferred faults and one round.
   static size_t RingSlack();
 

@@ -5,10 +5,6 @@
 
 #include "args.h"
 
-namespace {
-constexpr int kBatch = 64;  // messages per read(2), as the event thread reads them
-}  // namespace
-
 void MainLoopReader::Start(bool refed) {
   if (poll_ != nullptr) return;
   uv_loop_t* loop = nullptr;
@@ -54,7 +50,7 @@ void MainLoopReader::OnPoll(uv_poll_t* handle, int status, int) {
 
 void MainLoopReader::OnReadable() {
   if (!handshake_.MainMode()) return;
-  uffd_msg msgs[kBatch];
+  uffd_msg msgs[EventThread::kBatch];
   bool stalled = false;
   ssize_t got = handshake_.MainRead(uffd_, msgs, sizeof msgs, &stalled);
   if (stalled) {
