@@ -23,6 +23,7 @@
         "native/layout.cc",
         "native/read_raw.cc",
         "native/sysinfo.cc",
+        "native/wp_check.cc",
         "native/testing.cc",
         "native/move.cc"
       ],

@@ -5,6 +5,7 @@
  */
 import * as os from 'node:os';
 import { native } from './core/binding';
+import { WP_FEATURES, wpUnusable } from './core/userfaultfd';
 import { FEATURES, FEATURE_NAMES, ioctlNames, namesOf, unknownBitsOf, type FeatureName, type FeatureSet, type IoctlName } from './core/constants';
 import { probePagemapScan, type PagemapScanSupport } from './memory/pagemap';
 import { hugePageSize, hugetlbPools, pageSize, thpMode, thpSize, unprivilegedUserfaultfd, type HugetlbPool } from './core/sysinfo';
@@ -31,6 +32,12 @@ export interface ProbeReport {
    * is EPERM without CAP_SYS_PTRACE. Such a feature is false in `features`.
    */
   denied: Partial<Record<FeatureName, string>>;
+  /**
+   * Features UFFDIO_API offers that do not work here, with why: PAGEFAULT_FLAG_WP (and the WP
+   * features built on it) where a write to a write-protected page raises no fault, as on arm64
+   * Linux 5.10. Such a feature is false in `features`.
+   */
+  broken: Partial<Record<FeatureName, string>>;
   /** Feature bits the kernel reported that this library has no name for. */
   unknownFeatureBits: bigint;
   /** The descriptor's ioctls from UFFDIO_API. */
@@ -103,6 +110,7 @@ export function probe(): ProbeReport {
   let featureBits = 0n;
   let ioctlBits = 0n;
   const denied: Partial<Record<FeatureName, string>> = {};
+  const broken: Partial<Record<FeatureName, string>> = {};
   const way = (['syscallUserModeOnly', 'syscall', 'device'] as const).find((k) => attempts[k].fd !== undefined);
   const fd = way === undefined ? undefined : attempts[way].fd;
   if (fd !== undefined) {
@@ -117,6 +125,15 @@ export function probe(): ProbeReport {
         const why = granted.refused.get(1n << BigInt(FEATURES[name].bit));
         if (why !== undefined) denied[name] = why;
       }
+      const wpWhy = wpUnusable(featureBits);
+      if (wpWhy !== undefined) {
+        for (const name of WP_FEATURES) {
+          const bit = 1n << BigInt(FEATURES[name].bit);
+          if ((featureBits & bit) === 0n) continue;
+          featureBits &= ~bit;
+          broken[name] = wpWhy;
+        }
+      }
     } catch {
       // leave everything unsupported
     }
@@ -130,6 +147,7 @@ export function probe(): ProbeReport {
     features: namesOf(FEATURES, featureBits),
     featureBits,
     denied,
+    broken,
     unknownFeatureBits: unknownBitsOf(FEATURES, featureBits),
     ioctls: ioctlNames(ioctlBits),
     open: {

@@ -23,6 +23,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMapping(env, exports);
   InitPagemap(env, exports);
   InitSysinfo(env, exports);
+  InitWpCheck(env, exports);
   InitTesting(env, exports);
   InitMove(env, exports);
 #ifdef UFFD_TEST_HOOKS

@@ -16,6 +16,7 @@ void InitUffd(Napi::Env env, Napi::Object exports);
 void InitMapping(Napi::Env env, Napi::Object exports);
 void InitPagemap(Napi::Env env, Napi::Object exports);
 void InitSysinfo(Napi::Env env, Napi::Object exports);
+void InitWpCheck(Napi::Env env, Napi::Object exports);
 void InitTesting(Napi::Env env, Napi::Object exports);
 #ifdef UFFD_TEST_HOOKS
 void InitTestHooks(Napi::Env env, Napi::Object exports);

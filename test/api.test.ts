@@ -8,14 +8,12 @@ import { native } from '../lib/core/binding';
 import { FEATURES } from '../lib/core/constants';
 import { pageSize } from '../lib/core/sysinfo';
 import { runChild } from './helpers/child';
-import { kernel } from './helpers/memtypes';
+import { kernel, kernelHasUserModeOnly, rawUffdFd, skipIf } from './helpers/memtypes';
 
 const UFFD_API = 0xaan;
 const page = pageSize();
 
-function freshFd(): number {
-  return native.openUffd(0, true);
-}
+const freshFd = rawUffdFd;
 
 describe('api: the handshake rules', () => {
   it('a bad api number is EINVAL', () => {
@@ -122,15 +120,30 @@ describe('api: opening', () => {
     expect(viaDevice.ioctls).to.include('REGISTER');
   });
 
-  it('userModeOnly is the default and can be turned off where privileged', function () {
+  it('userModeOnly is the default where the kernel has it (Linux >= 5.11), and can be turned off where privileged', function () {
     using u = Userfaultfd.open();
-    expect(u.userModeOnly).to.equal(true);
+    expect(u.userModeOnly).to.equal(kernelHasUserModeOnly());
     if (!kernel().open.syscall.ok) {
       process.stdout.write('      skip: not privileged for userModeOnly: false\n');
       return;
     }
     using k = Userfaultfd.open({ userModeOnly: false });
     expect(k.userModeOnly).to.equal(false);
+  });
+
+  it('userModeOnly: true on a kernel without UFFD_USER_MODE_ONLY (Linux < 5.11) is ERR_UFFD_UNSUPPORTED, and leaks no fd', function () {
+    skipIf(this, kernelHasUserModeOnly() ? 'this kernel has UFFD_USER_MODE_ONLY (the refusal is for Linux < 5.11)' : undefined);
+    const before = fs.readdirSync('/proc/self/fd').length;
+    let err: unknown;
+    try {
+      Userfaultfd.open({ userModeOnly: true }).close();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).to.be.instanceOf(UnsupportedError);
+    expect(err).to.include({ code: 'ERR_UFFD_UNSUPPORTED', feature: 'UFFD_USER_MODE_ONLY', since: '5.11' });
+    expect((err as Error).message).to.match(/userModeOnly: false/);
+    expect(fs.readdirSync('/proc/self/fd').length).to.equal(before);
   });
 
   it('EPERM on open explains the sysctl, /dev/userfaultfd and userModeOnly', function () {

@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { Mapping, Pagemap, Userfaultfd, closeShared, compact, openShared, pagemapScan, shareUffd, testing } from '../lib/index';
 import { native } from '../lib/core/binding';
 import { pageSize } from '../lib/core/sysinfo';
+import { rawUffdFd } from './helpers/memtypes';
 
 const page = pageSize();
 const MAX_U64 = (1n << 64n) - 1n;
@@ -240,7 +241,7 @@ describe('validation: the native layer, called directly', () => {
   const garbage: unknown[] = [undefined, null, true, 'x', {}, [], -1, 1.5, Number.NaN, -1n, 1n << 70n, () => 0, Symbol('s')];
 
   it('every UffdHandle method throws (never crashes) on garbage in every position', () => {
-    const fd = native.openUffd(0, true);
+    const fd = rawUffdFd();
     native.apiHandshake(fd, 0n);
     const h = new native.UffdHandle(fd, true);
     const methods = ['register', 'unregister', 'wake', 'copy', 'zeropage', 'writeProtect', 'continue', 'poison', 'move'] as const;
@@ -264,7 +265,7 @@ describe('validation: the native layer, called directly', () => {
   });
 
   it('unknown mode bits are RangeErrors in C++', () => {
-    const fd = native.openUffd(0, true);
+    const fd = rawUffdFd();
     native.apiHandshake(fd, 0n);
     const h = new native.UffdHandle(fd, true);
     expect(() => h.register(0x10000n, page, 8n)).to.throw(RangeError, /unknown mode bits/);
@@ -285,7 +286,7 @@ describe('validation: the native layer, called directly', () => {
 
   it('a method borrowed onto the wrong object throws', () => {
     const m = new native.MappingHandle(page, 3, 0x22, -1, 0);
-    const fd = native.openUffd(0, true);
+    const fd = rawUffdFd();
     const h = new native.UffdHandle(fd, true);
     expect(() => (h.wake as (...a: unknown[]) => unknown).call(m, 0x10000n, page)).to.throw(TypeError);
     expect(() => (m.unmap as () => void).call({})).to.throw(TypeError);

@@ -50,13 +50,19 @@ function table(report: ProbeReport): string {
   lines.push('opening');
   const o = report.open;
   lines.push(`  userfaultfd(2)                       ${mark(o.syscall.ok)} ${o.syscall.error ?? ''}`.trimEnd());
-  lines.push(`  userfaultfd(2) UFFD_USER_MODE_ONLY   ${mark(o.syscallUserModeOnly.ok)} ${o.syscallUserModeOnly.error ?? ''}`.trimEnd());
+  // EINVAL for the flag alone means the kernel does not know it: say so, it is the common case.
+  const umo = o.syscallUserModeOnly.error === 'EINVAL' ? 'EINVAL (the kernel lacks the flag: Linux < 5.11)' : (o.syscallUserModeOnly.error ?? '');
+  lines.push(`  userfaultfd(2) UFFD_USER_MODE_ONLY   ${mark(o.syscallUserModeOnly.ok)} ${umo}`.trimEnd());
   lines.push(`  /dev/userfaultfd                     ${mark(o.device.ok)} ${o.device.error ?? ''}`.trimEnd());
   lines.push(`  vm.unprivileged_userfaultfd          ${report.unprivilegedUserfaultfd ?? 'absent'}`);
   lines.push('');
   lines.push(`features (0x${report.featureBits.toString(16)})`);
   for (const name of FEATURE_NAMES) {
-    const denied = report.denied[name] ? ` (the kernel has it, but refuses it to this process: ${report.denied[name]})` : '';
+    const denied = report.denied[name]
+      ? ` (the kernel has it, but refuses it to this process: ${report.denied[name]})`
+      : report.broken[name]
+        ? ` (${report.broken[name]})`
+        : '';
     lines.push(`  ${name.padEnd(24)} ${mark(report.features[name])} since ${FEATURES[name].since}${denied}`);
   }
   if (report.unknownFeatureBits !== 0n) lines.push(`  unknown bits             0x${report.unknownFeatureBits.toString(16)}`);

@@ -123,6 +123,8 @@ export interface Binding {
   rawApi(fd: number, api: bigint, features: bigint): number;
   pagemapScan(fd: number, args: BigUint64Array, vec: BigUint64Array | null): number;
   pageSize(): number;
+  /** Whether a write to a write-protected page raises a WP fault here (checked on a throwaway uffd). */
+  wpFaultsDelivered(): boolean;
   memfdCreate(name: string, flags: number): number;
   dupFd(fd: number): number;
   /** A close-on-exec duplicate recorded in the process-wide table of shared descriptors. */

@@ -22,7 +22,7 @@ import {
   type IoctlName,
 } from './constants';
 import { UffdError, UnsupportedError, invalidType, outOfRange } from './errors';
-import { checkAligned, oneOf, optBool, toAddress, toBufferSource, toFd, toFeatureNames, toLength, toOptions, toRange, toSignal, type Address, type Range } from './validate';
+import { checkAligned, oneOf, optBool, optBoolOrUnset, toAddress, toBufferSource, toFd, toFeatureNames, toLength, toOptions, toRange, toSignal, type Address, type Range } from './validate';
 import { checkUserfaultfd } from './fdcheck';
 
 /** How the descriptor is created: userfaultfd(2), or /dev/userfaultfd's USERFAULTFD_IOC_NEW (Linux >= 6.1). */
@@ -35,9 +35,13 @@ export interface OpenOptions {
   /** Raw UFFD_FEATURE_* bits, added to `features` (for bits this library has no name for). */
   rawFeatures?: bigint;
   /**
-   * Deliver only faults raised from user mode (UFFD_USER_MODE_ONLY, Linux >= 5.11). Default true:
-   * it is what an unprivileged process may open. A kernel access to the range (read(2) into it)
-   * then fails with EFAULT instead of raising a fault.
+   * Deliver only faults raised from user mode (UFFD_USER_MODE_ONLY, Linux >= 5.11): it is what an
+   * unprivileged process may open. A kernel access to the range (read(2) into it) then fails with
+   * EFAULT instead of raising a fault.
+   *
+   * Left out, it is true where the kernel has the flag and false before Linux 5.11, where every
+   * descriptor also gets kernel-mode faults (`uffd.userModeOnly` says which one was opened).
+   * `true` on such a kernel throws ERR_UFFD_UNSUPPORTED.
    */
   userModeOnly?: boolean;
   /** 'auto' (default) tries the syscall, then /dev/userfaultfd. */
@@ -121,15 +125,36 @@ const WP_UNPOPULATED = 1n << BigInt(FEATURES.WP_UNPOPULATED.bit);
 
 let cachedAvailable: bigint | undefined;
 
+/** PAGEFAULT_FLAG_WP and the features built on it, which stand or fall with it. */
+export const WP_FEATURES: readonly FeatureName[] = ['PAGEFAULT_FLAG_WP', 'WP_HUGETLBFS_SHMEM', 'WP_UNPOPULATED', 'WP_ASYNC'];
+const WP_FAMILY = WP_FEATURES.reduce((bits, n) => bits | (1n << BigInt(FEATURES[n].bit)), 0n);
+const WP_BROKEN =
+  'the kernel offers it, but a write to a write-protected page raises no fault here (this kernel has no uffd-wp support on this architecture)';
+let wpDelivered: boolean | undefined;
+
 /**
- * The features this kernel offers, from a UFFDIO_API handshake on a throwaway descriptor (the
- * kernel allows one handshake per descriptor, so the real one must not be spent on asking).
+ * Why the WP features that UFFDIO_API `offered` cannot be used here, or undefined if they can
+ * (or are not offered). Older kernels offered PAGEFAULT_FLAG_WP on every architecture, and on
+ * arm64 a write-protected page was then written without a fault: a WP handler or a dirty
+ * tracker would miss every write. So one write to a protected page is tried, once per process.
+ */
+export function wpUnusable(offered: bigint): string | undefined {
+  if ((offered & WP_FAMILY) === 0n) return undefined;
+  wpDelivered ??= native.wpFaultsDelivered();
+  return wpDelivered ? undefined : WP_BROKEN;
+}
+
+/**
+ * The features this kernel offers and that work here, from a UFFDIO_API handshake on a throwaway
+ * descriptor (the kernel allows one handshake per descriptor, so the real one must not be spent
+ * on asking).
  */
 export function availableFeatureBits(): bigint {
   if (cachedAvailable === undefined) {
-    const fd = openDescriptor('auto', true).fd;
+    const fd = openDescriptor('auto', 'prefer').fd;
     try {
-      cachedAvailable = native.apiHandshake(fd, 0n).features;
+      const offered = native.apiHandshake(fd, 0n).features;
+      cachedAvailable = wpUnusable(offered) ? offered & ~WP_FAMILY : offered;
     } finally {
       native.closeFd(fd);
     }
@@ -137,20 +162,57 @@ export function availableFeatureBits(): bigint {
   return cachedAvailable;
 }
 
-/** Opens a descriptor, trying the syscall then the device for 'auto'. */
-export function openDescriptor(via: OpenVia | 'auto', userModeOnly: boolean): { fd: number; via: OpenVia } {
-  if (via === 'syscall') return { fd: native.openUffd(0, userModeOnly), via };
-  if (via === 'device') return { fd: native.openUffd(1, userModeOnly), via };
+/**
+ * Whether a descriptor is UFFD_USER_MODE_ONLY: 'require' (the caller said `userModeOnly: true`),
+ * 'never', or 'prefer' (the default: where the kernel knows the flag, Linux >= 5.11).
+ */
+export type UserMode = 'require' | 'never' | 'prefer';
+
+/** A new descriptor, how it was made, and whether it is user-mode-only. */
+export interface Opened {
+  fd: number;
+  via: OpenVia;
+  userModeOnly: boolean;
+}
+
+/**
+ * One way of opening. Before Linux 5.11 the syscall knows only O_CLOEXEC and O_NONBLOCK (which
+ * every call passes), so EINVAL for the USER_MODE_ONLY flag means the kernel lacks it; such a
+ * kernel has no /dev/userfaultfd (6.1) either, so the device never needs this fallback.
+ */
+function openOne(via: OpenVia, mode: UserMode): Opened {
+  const how = via === 'syscall' ? 0 : 1;
+  if (mode === 'never') return { fd: native.openUffd(how, false), via, userModeOnly: false };
   try {
-    return { fd: native.openUffd(0, userModeOnly), via: 'syscall' };
+    return { fd: native.openUffd(how, true), via, userModeOnly: true };
+  } catch (err) {
+    if (via !== 'syscall' || (err as { code?: unknown }).code !== 'EINVAL') throw err;
+    if (mode === 'require') {
+      throw new UnsupportedError('UFFD_USER_MODE_ONLY', '5.11', 'open with userModeOnly: false (it then needs CAP_SYS_PTRACE or vm.unprivileged_userfaultfd = 1)');
+    }
+    return { fd: native.openUffd(how, false), via, userModeOnly: false };
+  }
+}
+
+/** Opens a descriptor, trying the syscall then the device for 'auto'. */
+export function openDescriptor(via: OpenVia | 'auto', mode: UserMode): Opened {
+  if (via !== 'auto') return openOne(via, mode);
+  try {
+    return openOne('syscall', mode);
   } catch (syscallError) {
     try {
-      return { fd: native.openUffd(1, userModeOnly), via: 'device' };
+      return openOne('device', mode);
     } catch {
       // The syscall's error is the one that explains what to change.
       throw syscallError;
     }
   }
+}
+
+/** The `userModeOnly` option as a {@link UserMode}: left out, the kernel's best. */
+function userModeOf(opts: OpenOptions): UserMode {
+  const v = optBoolOrUnset(opts, 'userModeOnly');
+  return v === undefined ? 'prefer' : v ? 'require' : 'never';
 }
 
 /** The feature named for a bit, or a readable stand-in for bits this library does not name. */
@@ -206,7 +268,7 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
   static open(options?: OpenOptions): Userfaultfd {
     const opts = toOptions(options);
     const via = oneOf(opts.via ?? 'auto', ['auto', 'syscall', 'device'] as const, 'option via');
-    const userModeOnly = optBool(opts, 'userModeOnly', true);
+    const userMode = userModeOf(opts);
     if (opts.features !== undefined && !Array.isArray(opts.features)) throw invalidType('option features must be an array of feature names');
     const names = toFeatureNames(opts.features, 'option features');
     const raw = opts.rawFeatures ?? 0n;
@@ -219,16 +281,16 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     if (missing !== 0n) {
       const lowest = missing & -missing;
       const { name, since } = featureOfBit(lowest);
-      throw new UnsupportedError(name, since);
+      throw new UnsupportedError(name, since, lowest & WP_FAMILY && wpDelivered === false ? WP_BROKEN : undefined);
     }
-    const opened = openDescriptor(via, userModeOnly);
+    const opened = openDescriptor(via, userMode);
     try {
       // The kernel answers with every feature it has; what this descriptor has enabled is what
       // was asked for (WP_ASYNC brings WP_UNPOPULATED with it, as the kernel does).
       const api = native.apiHandshake(opened.fd, wanted);
       const enabled = wanted & WP_ASYNC ? wanted | WP_UNPOPULATED : wanted;
       const nativeUffd = new native.UffdHandle(opened.fd, true);
-      return new Userfaultfd(nativeUffd, { featureBits: enabled, ioctlBits: api.ioctls }, opened.via, userModeOnly);
+      return new Userfaultfd(nativeUffd, { featureBits: enabled, ioctlBits: api.ioctls }, opened.via, opened.userModeOnly);
     } catch (err) {
       native.closeFd(opened.fd);
       throw err;
@@ -304,6 +366,10 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
   registerMode(range: Range, mode: bigint): IoctlName[] {
     const r = toRange(range, native.pageSize(), 'register');
     if (typeof mode !== 'bigint') throw invalidType('mode must be a bigint');
+    // The kernel would accept it, and then no write would ever fault (see wpUnusable).
+    if (mode & REGISTER_MODE.WP && !this.closed && (availableFeatureBits() & WP_FAMILY) === 0n && wpDelivered === false) {
+      throw new UnsupportedError('WP registration', FEATURES.PAGEFAULT_FLAG_WP.since, WP_BROKEN);
+    }
     return ioctlNames(this.#native.register(r.address, r.length, mode));
   }
 
@@ -585,7 +651,8 @@ export class Userfaultfd extends EventEmitter<UffdEvents> implements Disposable 
     if (this.closed) return; // the native call throws ERR_UFFD_CLOSED
     const feature = IOCTL_FEATURE[ioctl];
     if (feature === undefined || (availableFeatureBits() & (1n << BigInt(FEATURES[feature].bit))) !== 0n) return;
-    throw new UnsupportedError(`UFFDIO_${ioctl}`, FEATURES[feature].since, `the kernel does not report ${feature}`);
+    const bit = 1n << BigInt(FEATURES[feature].bit);
+    throw new UnsupportedError(`UFFDIO_${ioctl}`, FEATURES[feature].since, bit & WP_FAMILY && wpDelivered === false ? WP_BROKEN : `the kernel does not report ${feature}`);
   }
 }
 

@@ -97,6 +97,13 @@ export function optBool(opts: object, key: string, dflt: boolean): boolean {
   return v;
 }
 
+/** A boolean option that may be left out: undefined when it is (read once, getters included). */
+export function optBoolOrUnset(opts: object, key: string): boolean | undefined {
+  const v = (opts as Record<string, unknown>)[key];
+  if (v !== undefined && typeof v !== 'boolean') throw invalidType(`option ${key} must be a boolean, got ${describe(v)}`);
+  return v;
+}
+
 /** One of a fixed set of strings. */
 export function oneOf<T extends string>(v: unknown, allowed: readonly T[], name: string): T {
   if (typeof v !== 'string') throw invalidType(`${name} must be a string, got ${describe(v)}`);

@@ -6,6 +6,7 @@ import { Mapping, probe, type FeatureName } from '../../lib/index';
 import { pageSize } from '../../lib/core/sysinfo';
 import { hugePageSize } from '../../lib/core/sysinfo';
 import { hugetlbUnavailable } from './hugetlb';
+import { openDescriptor } from '../../lib/core/userfaultfd';
 
 export interface MemType {
   name: 'anon' | 'shmem' | 'shmem-private' | 'hugetlb' | 'hugetlb-private';
@@ -97,8 +98,34 @@ export function unavailable(type: MemType | undefined, ...features: (FeatureName
   // The kernel has it but will not give it to this process (EVENT_FORK without CAP_SYS_PTRACE).
   const denied = missing.filter((f) => kernel().denied[f] !== undefined);
   if (denied.length > 0) return `not privileged for ${denied.map((f) => `${f} (${kernel().denied[f]})`).join(', ')}: needs CAP_SYS_PTRACE`;
+  const broken = missing.filter((f) => kernel().broken[f] !== undefined);
+  if (broken.length > 0) return `${broken.join(', ')}: ${kernel().broken[broken[0]]}`;
   if (missing.length > 0) return `the kernel lacks ${missing.join(', ')}`;
   return undefined;
+}
+
+let hugetlbDontneed: string | undefined | null = null;
+/**
+ * Why a mapping of `type` cannot be emptied in place, or undefined if it can. A private hugetlb
+ * mapping has only MADV_DONTNEED, which hugetlbfs takes since Linux 5.18 (EINVAL before); found
+ * by trying it on one huge page, once.
+ */
+export function emptyUnavailable(type: MemType): string | undefined {
+  if (!type.hugetlb || type.shared || hugetlbUnavailable(1)) return undefined;
+  if (hugetlbDontneed === null) {
+    hugetlbDontneed = undefined;
+    const mem = Mapping.hugetlb(hugePageSize());
+    try {
+      new Uint8Array(mem.buffer)[0] = 1;
+      mem.madvise('DONTNEED');
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EINVAL') throw err;
+      hugetlbDontneed = 'MADV_DONTNEED on a private hugetlb mapping is EINVAL here (hugetlbfs takes it since Linux 5.18)';
+    } finally {
+      mem.unmap();
+    }
+  }
+  return hugetlbDontneed;
 }
 
 /**
@@ -109,6 +136,22 @@ export function kernelModeUnavailable(): string | undefined {
   const { syscall, device } = kernel().open;
   if (syscall.ok || device.ok) return undefined;
   return `not privileged for userModeOnly: false (userfaultfd(2): ${syscall.error}, /dev/userfaultfd: ${device.error}; needs CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=1 or access to /dev/userfaultfd)`;
+}
+
+/**
+ * Whether this kernel knows the UFFD_USER_MODE_ONLY flag (Linux >= 5.11). Before it, the syscall
+ * refuses the flag with EINVAL, whoever asks.
+ */
+export function kernelHasUserModeOnly(): boolean {
+  return kernel().open.syscallUserModeOnly.error !== 'EINVAL';
+}
+
+/**
+ * A raw descriptor for tests that call the addon directly: user-mode-only where the kernel has
+ * the flag, so that it opens unprivileged too.
+ */
+export function rawUffdFd(): number {
+  return openDescriptor('syscall', 'prefer').fd;
 }
 
 /**
