@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { Mapping, Userfaultfd, testing, type PageFault, type UffdEvent } from '../lib/index';
 import { native } from '../lib/core/binding';
 import { pageSize } from '../lib/core/sysinfo';
-import { MEMTYPES, kernelModeUnavailable, skipIf, unavailable, type MemType } from './helpers/memtypes';
+import { MEMTYPES, emptyUnavailable, kernelModeUnavailable, skipIf, unavailable, type MemType } from './helpers/memtypes';
 import { waitFor } from './helpers/wait';
 
 const page = pageSize();
@@ -85,7 +85,7 @@ for (const type of MEMTYPES) {
     });
 
     it('events: fork (the child faults through the FORK uffd), then MADV_DONTNEED and mremap in a child', async function () {
-      skipIf(this, unavailable(type, type.missingFeature, 'EVENT_FORK', 'EVENT_REMAP', 'EVENT_REMOVE'));
+      skipIf(this, unavailable(type, type.missingFeature, 'EVENT_FORK', 'EVENT_REMAP', 'EVENT_REMOVE') ?? emptyUnavailable(type));
       skipIf(this, kernelModeUnavailable());
       skipIf(this, type.shared ? "a shared mapping's pages are the file's: a forked child sees them without faulting" : undefined);
       using uffd = Userfaultfd.open({ features: ['EVENT_FORK', 'EVENT_REMAP', 'EVENT_REMOVE'], userModeOnly: false });
@@ -128,7 +128,7 @@ for (const type of MEMTYPES) {
     });
 
     it('events: MADV_DONTNEED is a REMOVE event, and the pages fault again (zeros after remove)', async function () {
-      skipIf(this, unavailable(type, type.missingFeature, 'EVENT_REMOVE'));
+      skipIf(this, unavailable(type, type.missingFeature, 'EVENT_REMOVE') ?? emptyUnavailable(type));
       using uffd = Userfaultfd.open({ features: ['EVENT_REMOVE'] });
       using mem = type.create(units);
       uffd.register(mem);
@@ -311,7 +311,8 @@ describe('events: beyond the kernel suite', () => {
     }
   });
 
-  it('EXACT_ADDRESS reports the faulting address itself, not its page', async () => {
+  it('EXACT_ADDRESS reports the faulting address itself, not its page', async function () {
+    skipIf(this, unavailable(undefined, 'EXACT_ADDRESS'));
     for (const exact of [true, false]) {
       using uffd = Userfaultfd.open({ features: exact ? ['EXACT_ADDRESS'] : [] });
       using mem = Mapping.anonymous(4 * page);

@@ -26,7 +26,9 @@ function expected(type: MemType, mode: bigint): { code: string } | { ioctls: Ioc
 
 /** The features a registration with `mode` on `type` needs. */
 function needs(type: MemType, mode: bigint): (string | undefined)[] {
-  return [mode & MISSING ? type.missingFeature : undefined, mode & WP ? type.wpFeature : undefined, mode & MINOR && type.name !== 'anon' ? type.minorFeature : undefined];
+  // MINOR registers on every hugetlb mapping, private ones too (only CONTINUE needs a page cache).
+  const minor = type.hugetlb ? 'MINOR_HUGETLBFS' : type.minorFeature;
+  return [mode & MISSING ? type.missingFeature : undefined, mode & WP ? type.wpFeature : undefined, mode & MINOR && type.name !== 'anon' ? minor : undefined];
 }
 
 for (const type of MEMTYPES) {

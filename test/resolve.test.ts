@@ -10,7 +10,7 @@ import { pageSize } from '../lib/core/sysinfo';
 import { runChild } from './helpers/child';
 import { MEMTYPES, skipIf, unavailable } from './helpers/memtypes';
 import { pattern } from './helpers/pattern';
-import { isPresent, isUffdWp } from './helpers/pagemap';
+import { isPresent, isUffdWp, uffdWpBitUnavailable } from './helpers/pagemap';
 
 for (const type of MEMTYPES) {
   describe(`resolve [${type.name}]`, () => {
@@ -57,7 +57,7 @@ for (const type of MEMTYPES) {
     });
 
     it('writeProtect sets and clears the uffd-wp bit of present pages', function () {
-      skipIf(this, unavailable(type, type.wpFeature));
+      skipIf(this, unavailable(type, type.wpFeature) ?? uffdWpBitUnavailable());
       using uffd = Userfaultfd.open();
       using mem = type.create(2);
       new Uint8Array(mem.buffer).fill(1); // populate before registering: no fault is raised
@@ -81,7 +81,7 @@ for (const type of MEMTYPES) {
     });
 
     it('copy with wp: true maps the page write-protected', function () {
-      skipIf(this, unavailable(type, type.missingFeature, type.wpFeature));
+      skipIf(this, unavailable(type, type.missingFeature, type.wpFeature) ?? uffdWpBitUnavailable());
       using uffd = Userfaultfd.open();
       using mem = type.create(1);
       uffd.register(mem, { missing: true, wp: true });

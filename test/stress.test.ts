@@ -34,7 +34,7 @@ import { availableParallelism } from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Mapping, Userfaultfd, UffdError, testing, type FeatureName, type PolicyHandle } from '../lib/index';
 import { hugetlbUnavailable } from './helpers/hugetlb';
-import { MEMTYPES, kernel, skipIf, unavailable, type MemType } from './helpers/memtypes';
+import { MEMTYPES, emptyUnavailable, kernel, skipIf, unavailable, type MemType } from './helpers/memtypes';
 
 // Under software emulation (test/vm sets UFFD_TEST_VM) every fault costs 0.3-3 ms: scale the
 // areas down there, keeping the 16 bounces and at least two units per area.
@@ -262,7 +262,7 @@ describe('stress: uffd-stress port (16 bounces of 20 MiB, racing faults, copier,
     it(`${name}: every page's counter exact after every bounce`, async function () {
       this.timeout(60000);
       this.slow(10000);
-      skipIf(this, unavailable(type, type.missingFeature) ?? (type.hugetlb ? hugetlbUnavailable((2 * areaBytes(type.unit)) / type.unit) : undefined));
+      skipIf(this, unavailable(type, type.missingFeature) ?? (type.hugetlb ? hugetlbUnavailable((2 * areaBytes(type.unit)) / type.unit) : undefined) ?? emptyUnavailable(type));
       const started = Date.now();
       const r = await runStress(type);
       process.stdout.write(

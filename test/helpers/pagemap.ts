@@ -2,6 +2,7 @@
  * Reads /proc/self/pagemap entries: bit 63 present, bit 57 uffd write-protected.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { pageSize } from '../../lib/core/sysinfo';
 
 export function pagemapEntry(address: bigint): bigint {
@@ -24,4 +25,14 @@ export function isPresent(address: bigint): boolean {
 
 export function isUffdWp(address: bigint): boolean {
   return (pagemapEntry(address) & PM_UFFD_WP) !== 0n;
+}
+
+/**
+ * Why /proc/self/pagemap cannot show the uffd-wp bit here, or undefined if it can: the kernel
+ * exports bit 57 since Linux 5.13 (Documentation/admin-guide/mm/pagemap.rst); before, it reads 0
+ * whatever the protection, and nothing at run time tells the two apart.
+ */
+export function uffdWpBitUnavailable(): string | undefined {
+  const [major, minor] = os.release().split('.').map(Number);
+  return major > 5 || (major === 5 && minor >= 13) ? undefined : 'pagemap exports the uffd-wp bit (57) since Linux 5.13';
 }

@@ -71,6 +71,27 @@ if [ -z "$(find "$APT/lists" -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/nul
   fi
 fi
 
+# ---------------------------------------------------------------- private apt for bullseye
+# Linux 5.10 is Debian 11's kernel: its suite is not in the machine's sources, so it has a private
+# apt of its own (the same archive, the keyring that already ships bullseye's key). Only kernels
+# come from it; the guests' user space is bookworm's, which runs on 5.10.
+OLD_APT="$CACHE/apt-bullseye"
+mkdir -p "$OLD_APT/lists/partial" "$OLD_APT/archives/partial" "$OLD_APT/cache" "$OLD_APT/etc" "$OLD_APT/sources.list.d"
+touch "$OLD_APT/status"
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+cat > "$OLD_APT/sources.list" <<LIST
+deb [signed-by=$KEYRING] http://deb.debian.org/debian bullseye main
+deb [signed-by=$KEYRING] http://deb.debian.org/debian-security bullseye-security main
+LIST
+sed -e "s|$APT/|$OLD_APT/|g" -e "s|\"$APT\"|\"$OLD_APT\"|g" "$APT/apt.conf" > "$OLD_APT/apt.conf"
+if [ -z "$(find "$OLD_APT/lists" -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -1)" ]; then
+  log "apt-get update (private lists, bullseye, for Linux 5.10)"
+  if ! APT_CONFIG="$OLD_APT/apt.conf" apt-get update -qq; then
+    [ -n "$(ls "$OLD_APT/lists" | grep Packages | head -1)" ] || { log "apt-get update (bullseye) failed"; exit 1; }
+    log "warning: apt-get update (bullseye) failed; using the cached lists"
+  fi
+fi
+
 DEBS="$CACHE/debs"; mkdir -p "$DEBS"
 # Download NAME[:arch] (candidate version) into $DEBS unless already there; print the .deb path.
 download() {
@@ -80,48 +101,63 @@ download() {
   [ -n "$ver" ] && [ "$ver" != "(none)" ] || { log "no candidate for $spec"; return 1; }
   file=$(ls "$DEBS/${name}_${ver//:/%3a}_${arch}.deb" "$DEBS/${name}_${ver#*:}_${arch}.deb" 2>/dev/null | head -1 || true)
   if [ -z "$file" ]; then
-    (cd "$DEBS" && apt-get download -qq "$spec=$ver" >&2)
+    (cd "$DEBS" && apt-get download -qq "$spec=$ver" >&2) || return 1
     file=$(ls "$DEBS/${name}_"*"_${arch}.deb" | sort -V | tail -1)
   fi
   echo "$file"
 }
-# The concrete linux-image-* package a meta package (candidate version) depends on.
+# The concrete linux-image-* packages a meta package depends on, one per version it has in the
+# lists, newest first: a mirror can list a security update whose .deb it does not hold yet (seen
+# for bullseye-security's arm64 kernels: 404), and then the version before it serves.
 resolve_meta() {
   local spec="$1" ver
-  ver=$(apt-cache policy "$spec" | awk '/Candidate:/ {print $2}')
-  apt-cache show "$spec=$ver" | awk -F': ' '/^Depends:/ {print $2; exit}' \
-    | tr ',' '\n' | sed 's/ *(.*//; s/^ *//' | grep '^linux-image-' | head -1
+  for ver in $(apt-cache madison "$spec" | awk -F'|' '{gsub(/ /, "", $2); print $2}' | sort -Vru); do
+    apt-cache show "$spec=$ver" | awk -F': ' '/^Depends:/ {print $2; exit}' \
+      | tr ',' '\n' | sed 's/ *(.*//; s/^ *//' | grep '^linux-image-' | head -1
+  done
 }
 
 # ---------------------------------------------------------------- kernels
-# name            arch   package (meta package, or a glob for the 16K flavour)
+# name            arch   apt       package (meta package, or a glob for the 16K flavour)
 KERNELS=(
-  "arm64-6.1      arm64  linux-image-cloud-arm64"
-  "arm64-6.12     arm64  linux-image-6.12-cloud-arm64"
-  "arm64-6.12-16k arm64  GLOB:linux-image-6.12.*-arm64-16k-unsigned"
-  "x64-6.1        amd64  linux-image-cloud-amd64"
-  "x64-6.12       amd64  linux-image-6.12-cloud-amd64"
+  "arm64-5.10     arm64  bullseye  linux-image-cloud-arm64"
+  "arm64-6.1      arm64  machine   linux-image-cloud-arm64"
+  "arm64-6.12     arm64  machine   linux-image-6.12-cloud-arm64"
+  "arm64-6.12-16k arm64  machine   GLOB:linux-image-6.12.*-arm64-16k-unsigned"
+  "x64-5.10       amd64  bullseye  linux-image-cloud-amd64"
+  "x64-6.1        amd64  machine   linux-image-cloud-amd64"
+  "x64-6.12       amd64  machine   linux-image-6.12-cloud-amd64"
 )
 for line in "${KERNELS[@]}"; do
-  read -r name arch pkg <<<"$line"
+  read -r name arch suite pkg <<<"$line"
+  if [ "$suite" = bullseye ]; then export APT_CONFIG="$OLD_APT/apt.conf"; else export APT_CONFIG="$APT/apt.conf"; fi
   dir="$CACHE/kernels/$name"
   if [[ $pkg == GLOB:* ]]; then
-    # No meta package exists for the 16K flavour: take the newest matching image.
+    # No meta package exists for the 16K flavour: the matching images, newest first.
     pat="${pkg#GLOB:}"
-    img=$(apt-cache pkgnames linux-image-6.12 | grep -x "${pat//\*/.*}" | sort -V | tail -1)
+    imgs=$(apt-cache pkgnames linux-image-6.12 | grep -x "${pat//\*/.*}" | sort -Vr)
   else
-    img=$(resolve_meta "$pkg:$arch")
+    imgs=$(resolve_meta "$pkg:$arch")
   fi
-  [ -n "$img" ] || { log "cannot resolve $pkg"; exit 1; }
-  if [ -f "$dir/vmlinuz" ] && [ "$(cat "$dir/package" 2>/dev/null)" = "$img" ]; then continue; fi
-  log "kernel $name: $img"
-  deb=$(download "$img:$arch")
-  rm -rf "$dir"; mkdir -p "$dir/x"
-  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir/x" --wildcards './boot/vmlinuz-*'
-  mv "$dir"/x/boot/vmlinuz-* "$dir/vmlinuz"; rm -rf "$dir/x"
-  rm -f "$deb"   # ~40 MB each and only the vmlinuz is used
-  echo "$img" > "$dir/package"
+  [ -n "$imgs" ] || { log "cannot resolve $pkg"; exit 1; }
+  got=""
+  for img in $imgs; do
+    # The newest image that can be had; one already in the cache ends the search.
+    if [ -f "$dir/vmlinuz" ] && [ "$(cat "$dir/package" 2>/dev/null)" = "$img" ]; then got=$img; break; fi
+    log "kernel $name: $img"
+    if ! deb=$(download "$img:$arch"); then log "kernel $name: $img cannot be downloaded; trying the one before"; continue; fi
+    rm -rf "$dir"; mkdir -p "$dir/x"
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir/x" --wildcards './boot/vmlinuz-*'
+    mv "$dir"/x/boot/vmlinuz-* "$dir/vmlinuz"; rm -rf "$dir/x"
+    rm -f "$deb"   # ~40 MB each and only the vmlinuz is used
+    echo "$img" > "$dir/package"
+    got=$img
+    break
+  done
+  [ -n "$got" ] || { log "kernel $name: no image of $pkg can be downloaded"; exit 1; }
 done
+
+export APT_CONFIG="$APT/apt.conf"
 
 # ---------------------------------------------------------------- arm64 user space
 SYS="$CACHE/sysroot-arm64"

@@ -47,13 +47,16 @@ import { fileURLToPath } from 'node:url';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CACHE = process.env.UFFD_VM_CACHE || path.join(os.homedir(), '.cache', 'userfaultfd-vm');
 
-// The matrix.  Names match the directories fetch.sh fills under $CACHE/kernels.
+// The matrix.  Names match the directories fetch.sh fills under $CACHE/kernels.  Longest first
+// (idle suite times), so that --jobs VMs at a time finish close together.
 const KERNELS = [
-  { name: 'arm64-6.1', arch: 'arm64', pagesize: '4k' },
   { name: 'arm64-6.12', arch: 'arm64', pagesize: '4k' },
   { name: 'arm64-6.12-16k', arch: 'arm64', pagesize: '16k' },
-  { name: 'x64-6.1', arch: 'x64', pagesize: '4k' },
+  { name: 'arm64-6.1', arch: 'arm64', pagesize: '4k' },
   { name: 'x64-6.12', arch: 'x64', pagesize: '4k' },
+  { name: 'arm64-5.10', arch: 'arm64', pagesize: '4k' },
+  { name: 'x64-6.1', arch: 'x64', pagesize: '4k' },
+  { name: 'x64-5.10', arch: 'x64', pagesize: '4k' },
 ];
 
 // ------------------------------------------------------------------ options
