@@ -5,6 +5,7 @@ import { expect } from 'chai';
 import * as fs from 'node:fs';
 import { Userfaultfd, UffdError, UnsupportedError, constants } from '../lib/index';
 import { native } from '../lib/core/binding';
+import { openDescriptor } from '../lib/core/userfaultfd';
 import { FEATURES } from '../lib/core/constants';
 import { pageSize } from '../lib/core/sysinfo';
 import { runChild } from './helpers/child';
@@ -13,58 +14,72 @@ import { kernel, kernelHasUserModeOnly, rawUffdFd, skipIf } from './helpers/memt
 const UFFD_API = 0xaan;
 const page = pageSize();
 
-const freshFd = rawUffdFd;
+// uffd-unit-tests runs its API rules twice, test_uffd_api(use_dev): on a descriptor from the
+// syscall and on one from /dev/userfaultfd (Linux >= 6.1). So do these.
+const WAYS = [
+  { via: 'syscall', label: '' },
+  { via: 'device', label: ' (a /dev/userfaultfd descriptor)' },
+] as const;
 
-describe('api: the handshake rules', () => {
-  it('a bad api number is EINVAL', () => {
-    const fd = freshFd();
-    try {
-      expect(native.rawApi(fd, 0xabn, 0n)).to.equal(22);
-    } finally {
-      native.closeFd(fd);
-    }
-  });
+for (const way of WAYS) {
+  describe(`api: the handshake rules${way.label}`, () => {
+    before(function () {
+      if (way.via === 'device') skipIf(this, kernel().open.device.ok ? undefined : `/dev/userfaultfd cannot be opened here: ${kernel().open.device.error}`);
+    });
+    const freshFd = (): number => (way.via === 'syscall' ? rawUffdFd() : openDescriptor('device', 'prefer').fd);
 
-  it('feature bit 63 (unknown to every kernel) is EINVAL', () => {
-    const fd = freshFd();
-    try {
-      expect(native.rawApi(fd, UFFD_API, 1n << 63n)).to.equal(22);
-    } finally {
-      native.closeFd(fd);
-    }
-  });
+    it('a bad api number is EINVAL', () => {
+      const fd = freshFd();
+      try {
+        expect(native.rawApi(fd, 0xabn, 0n)).to.equal(22);
+      } finally {
+        native.closeFd(fd);
+      }
+    });
 
-  it('a second UFFDIO_API on the same fd is EINVAL, even after asking for no features', () => {
-    const fd = freshFd();
-    try {
-      expect(native.rawApi(fd, UFFD_API, 0n)).to.equal(0);
-      expect(native.rawApi(fd, UFFD_API, 0n)).to.equal(22);
-    } finally {
-      native.closeFd(fd);
-    }
-  });
+    it('feature bit 63 (unknown to every kernel) is EINVAL', () => {
+      const fd = freshFd();
+      try {
+        expect(native.rawApi(fd, UFFD_API, 1n << 63n)).to.equal(22);
+      } finally {
+        native.closeFd(fd);
+      }
+    });
 
-  it('apiHandshake throws a UffdError shaped like a Node system error', () => {
-    const fd = freshFd();
-    try {
-      native.apiHandshake(fd, 0n);
-      expect(() => native.apiHandshake(fd, 0n))
-        .to.throw(UffdError)
-        .that.deep.includes({ code: 'EINVAL', errno: -22, syscall: 'ioctl', ioctl: 'UFFDIO_API' });
-    } finally {
-      native.closeFd(fd);
-    }
-  });
+    it('a second UFFDIO_API on the same fd is EINVAL, even after asking for no features', () => {
+      const fd = freshFd();
+      try {
+        expect(native.rawApi(fd, UFFD_API, 0n)).to.equal(0);
+        expect(native.rawApi(fd, UFFD_API, 0n)).to.equal(22);
+      } finally {
+        native.closeFd(fd);
+      }
+    });
 
-  it('an errno libuv has no name for still gets its name as code', () => {
-    expect(new UffdError({ errno: -10, syscall: 'waitpid' }).code).to.equal('ECHILD');
-  });
+    it('apiHandshake throws a UffdError shaped like a Node system error', () => {
+      const fd = freshFd();
+      try {
+        native.apiHandshake(fd, 0n);
+        expect(() => native.apiHandshake(fd, 0n))
+          .to.throw(UffdError)
+          .that.deep.includes({ code: 'EINVAL', errno: -22, syscall: 'ioctl', ioctl: 'UFFDIO_API' });
+      } finally {
+        native.closeFd(fd);
+      }
+    });
 
-  it('the descriptor reports API, REGISTER and UNREGISTER', () => {
-    using uffd = Userfaultfd.open();
-    expect(uffd.ioctls).to.have.members(['API', 'REGISTER', 'UNREGISTER']);
+    if (way.via !== 'syscall') return;
+
+    it('an errno libuv has no name for still gets its name as code', () => {
+      expect(new UffdError({ errno: -10, syscall: 'waitpid' }).code).to.equal('ECHILD');
+    });
+
+    it('the descriptor reports API, REGISTER and UNREGISTER', () => {
+      using uffd = Userfaultfd.open();
+      expect(uffd.ioctls).to.have.members(['API', 'REGISTER', 'UNREGISTER']);
+    });
   });
-});
+}
 
 describe('api: opening', () => {
   it('negotiates exactly the features asked for', () => {

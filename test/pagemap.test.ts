@@ -256,6 +256,19 @@ describe('pagemapScan', function () {
       expect(regions.bytes()).to.equal(touched.length * P);
     });
 
+    it('an unmapped range (pagemap_ioctl unmapped_region_tests): no error, no regions, the walk done', function () {
+      const mem = Mapping.anonymous(16 * P, { hugepage: false });
+      mem.bytes().fill(1);
+      const range = { address: mem.address, length: mem.length };
+      mem.unmap();
+      for (const inverted of [[], ['WRITTEN']] as const) {
+        const { regions, walkEnd, done } = pagemapScan({ range, categories: ['WRITTEN'], inverted: [...inverted] });
+        expect(regions.length, `inverted ${inverted.join()}`).to.equal(0);
+        expect(done).to.equal(true);
+        expect(walkEnd).to.equal(range.address + BigInt(range.length));
+      }
+    });
+
     it('inverted flips a category: the pages that are not present', function () {
       using mem = Mapping.anonymous(16 * P, { hugepage: false });
       mem.bytes()[3 * P] = 1;

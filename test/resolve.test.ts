@@ -5,7 +5,7 @@
  * crashes that are the expected outcome run in a child process.
  */
 import { expect } from 'chai';
-import { Mapping, Userfaultfd, UffdError } from '../lib/index';
+import { Mapping, Userfaultfd, UffdError, testing } from '../lib/index';
 import { pageSize } from '../lib/core/sysinfo';
 import { runChild } from './helpers/child';
 import { MEMTYPES, skipIf, unavailable } from './helpers/memtypes';
@@ -159,5 +159,42 @@ describe('wake', () => {
     uffd.register(mem);
     uffd.wake(mem);
     expect(() => uffd.wake({ address: mem.address + 1n, length: pageSize() })).to.throw(RangeError);
+  });
+});
+
+describe('wp-unpopulated (uffd-unit-tests wp-unpopulated, anon)', () => {
+  it('write-protecting an unpopulated page leaves a marker: unprotect clears it, MADV_DONTNEED drops it, a read keeps it', async function () {
+    skipIf(this, unavailable(undefined, 'PAGEFAULT_FLAG_WP', 'WP_UNPOPULATED') ?? uffdWpBitUnavailable());
+    const page = pageSize();
+    using uffd = Userfaultfd.open({ features: ['WP_UNPOPULATED'] });
+    using mem = Mapping.anonymous(page, { hugepage: false });
+    uffd.register(mem, { wp: true });
+    const wpFaults: bigint[] = [];
+    uffd.on('pagefault', (ev) => {
+      if (ev.flags.wp) wpFaults.push(ev.address);
+      uffd.writeProtect({ address: ev.address, length: page }, false); // wakes the writer
+    });
+    // The marker: protected although nothing is mapped there.
+    uffd.writeProtect(mem, true);
+    expect(isPresent(mem.address)).to.equal(false);
+    expect(isUffdWp(mem.address)).to.equal(true);
+    uffd.writeProtect(mem, false);
+    expect(isUffdWp(mem.address)).to.equal(false);
+    // Zapping the range takes the marker with it: a write then lands without a fault.
+    uffd.writeProtect(mem, true);
+    mem.madvise('DONTNEED');
+    expect(isUffdWp(mem.address)).to.equal(false);
+    await testing.touch(mem, { mode: 'write' });
+    expect(isUffdWp(mem.address)).to.equal(false);
+    expect(wpFaults).to.deep.equal([]);
+    // A read of a marked page maps the zero page and keeps the protection: the next write faults.
+    mem.madvise('DONTNEED');
+    uffd.writeProtect(mem, true);
+    await testing.touch(mem, { mode: 'read' });
+    expect(wpFaults).to.deep.equal([]);
+    expect(isUffdWp(mem.address)).to.equal(true);
+    await testing.touch(mem, { mode: 'write' });
+    expect(wpFaults).to.deep.equal([mem.address]);
+    expect(new BigUint64Array(mem.buffer)[0]).to.equal(1n);
   });
 });
