@@ -125,6 +125,26 @@ describe('WriteTracker', function () {
       skipIf(this, why(TYPES[0]));
     });
 
+    it('writes are recorded across protection changes (pagemap_ioctl mprotect_tests, without its MAP_FIXED remap)', function () {
+      using mem = Mapping.anonymous(2 * P, { hugepage: false });
+      using tracker = new WriteTracker(mem);
+      mem.bytes().fill(1);
+      expect(spansOf(tracker.written({ reset: true }), mem.address, P)).to.deep.equal([[0, 2]]);
+      expect(tracker.written().length).to.equal(0);
+      // Protect and un-protect, write both pages, protect and un-protect the first again.
+      mem.mprotect('', { offset: 0, length: P });
+      mem.mprotect('r');
+      mem.mprotect('rw');
+      mem.bytes().fill(2);
+      mem.mprotect('', { offset: 0, length: P });
+      mem.mprotect('r', { offset: 0, length: P });
+      mem.mprotect('rw', { offset: 0, length: P });
+      expect(spansOf(tracker.written({ reset: true }), mem.address, P)).to.deep.equal([[0, 2]]);
+      // Cleared, then written again: both pages once more.
+      mem.bytes().fill(0x41);
+      expect(spansOf(tracker.written(), mem.address, P)).to.deep.equal([[0, 2]]);
+    });
+
     it('a write by the kernel (read(2) into tracked memory) is recorded, and does not fail', function () {
       using mem = Mapping.anonymous(8 * P);
       using tracker = new WriteTracker(mem);
