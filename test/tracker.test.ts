@@ -145,6 +145,48 @@ describe('WriteTracker', function () {
       expect(spansOf(tracker.written(), mem.address, P)).to.deep.equal([[0, 2]]);
     });
 
+    it('two trackers: resetting one leaves the other written (pagemap_ioctl sanity: Two regions)', function () {
+      using a = Mapping.anonymous(10 * P, { hugepage: false });
+      using b = Mapping.anonymous(10 * P, { hugepage: false });
+      using ta = new WriteTracker(a);
+      using tb = new WriteTracker(b);
+      a.bytes().fill(0x61);
+      b.bytes().fill(0x62);
+      ta.reset();
+      expect(ta.written().length).to.equal(0);
+      expect(spansOf(tb.written(), b.address, P)).to.deep.equal([[0, 10]]);
+    });
+
+    it('100 rounds of random writes, each read back and cleared in walks of 50 regions: every write counted once (pagemap_ioctl sanity: Smaller vec)', function () {
+      const PAGES = 10000;
+      using mem = Mapping.anonymous(PAGES * P, { hugepage: false });
+      using tracker = new WriteTracker(mem);
+      tracker.reset();
+      const bytes = mem.bytes();
+      const end = mem.address + BigInt(mem.length);
+      let seed = 0x2545f491;
+      const coin = (): boolean => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) & 0x10000) !== 0;
+      for (let round = 0; round < 100; round++) {
+        let writes = 0;
+        for (let i = 0; i < PAGES; i++) {
+          if (!coin()) continue;
+          bytes[i * P]++;
+          writes++;
+        }
+        let reads = 0;
+        let walkEnd = mem.address;
+        let calls = 0;
+        while (walkEnd < end) {
+          const r = pagemapScan({ start: walkEnd, end, categories: ['WRITTEN'], wpMatching: true, checkWpAsync: true, maxRegions: 50 });
+          expect(r.regions.length).to.be.at.most(50);
+          reads += r.regions.bytes() / P;
+          walkEnd = r.walkEnd;
+          expect(++calls, `round ${round}: the walk makes progress`).to.be.at.most(PAGES);
+        }
+        expect(reads, `round ${round}`).to.equal(writes);
+      }
+    });
+
     it('a write by the kernel (read(2) into tracked memory) is recorded, and does not fail', function () {
       using mem = Mapping.anonymous(8 * P);
       using tracker = new WriteTracker(mem);
