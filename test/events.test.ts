@@ -10,6 +10,7 @@ import { Mapping, Userfaultfd, testing, type PageFault, type UffdEvent } from '.
 import { native } from '../lib/core/binding';
 import { pageSize } from '../lib/core/sysinfo';
 import { MEMTYPES, emptyUnavailable, kernelModeUnavailable, skipIf, unavailable, type MemType } from './helpers/memtypes';
+import { MEMTYPES_JS, runChild } from './helpers/child';
 import { waitFor } from './helpers/wait';
 
 const page = pageSize();
@@ -253,6 +254,64 @@ for (const type of MEMTYPES) {
       await testing.touch(mem, { stride: type.unit, mode: 'write', threads: 2 });
       expect(policy.stats().faults).to.equal(units);
     });
+  });
+}
+
+// uffd-unit-tests sigbus and sigbus-wp: with the SIGBUS feature a fault raises SIGBUS instead of
+// a message, in this process and (with EVENT_FORK) in a forked child; once the pages are
+// resolved, the same accesses go through. A JS thread cannot catch SIGBUS, so each "retry" is a
+// fresh forked child, and the last access kills the test's own child process, as it must.
+for (const type of MEMTYPES) {
+  describe(`sigbus [${type.name}]`, () => {
+    for (const wp of [false, true]) {
+      const name = wp ? 'sigbus-wp' : 'sigbus';
+      it(`${name}: SIGBUS in a forked child and in this process; resolved pages then go through`, function () {
+        skipIf(this, unavailable(type, wp ? type.wpFeature : type.missingFeature, 'SIGBUS', 'EVENT_FORK') ?? kernelModeUnavailable());
+        const r = runChild(
+          `
+          const { MEMTYPES } = require(ARGS.memtypes);
+          const type = MEMTYPES.find((t) => t.name === ARGS.type);
+          const u = uffd.Userfaultfd.open({ features: ['SIGBUS', 'EVENT_FORK'], userModeOnly: false });
+          const children = [];
+          u.on('fork', (ev) => children.push(ev.uffd)); // kept open: the child's ranges stay registered
+          let faults = 0;
+          u.on('pagefault', () => faults++);                // SIGBUS means none are ever sent
+          const mem = type.create(4);
+          const three = { address: mem.address, length: 3 * type.unit };
+          if (ARGS.wp) {
+            mem.bytes().fill(1);
+            u.register(mem, { wp: true });
+            u.writeProtect(mem, true);
+          } else {
+            u.register(mem);
+          }
+          const mode = ARGS.wp ? 'write' : 'read';
+          (async () => {
+            const first = await uffd.testing.forkTouch(mem, { mode, stride: type.unit });
+            console.log('child', first.signal ?? first.status);
+            if (ARGS.wp) u.writeProtect(three, false);
+            else u.copy(mem.address, Buffer.alloc(three.length, 7), three.length);
+            const again = await uffd.testing.forkTouch(three, { mode, stride: type.unit });
+            console.log('resolved child', again.signal ?? again.status);
+            console.log('pagefaults', faults);
+            const v = mem.bytes();
+            console.log('read', v[0], v[3 * type.unit - 1]);
+            if (ARGS.wp) { console.log('unit 3 reads', v[3 * type.unit]); v[3 * type.unit] = 2; } else console.log(v[3 * type.unit]);
+            console.log('survived');
+          })();
+          `,
+          { args: { type: type.name, wp, memtypes: MEMTYPES_JS }, timeoutMs: 30000 },
+        );
+        expect(r.timedOut, r.stderr).to.equal(false);
+        expect(r.stdout, r.stderr).to.include('child SIGBUS');
+        expect(r.stdout).to.include('resolved child 0');
+        expect(r.stdout).to.include('pagefaults 0');
+        expect(r.stdout).to.include(wp ? 'read 1 1' : 'read 7 7');
+        if (wp) expect(r.stdout).to.include('unit 3 reads 1');
+        expect(r.stdout).to.not.include('survived');
+        expect(r.signal).to.equal('SIGBUS');
+      });
+    }
   });
 }
 
