@@ -128,6 +128,60 @@ for (const type of MEMTYPES) {
       for (const c of children) c.close();
     });
 
+    if (type.shared) {
+      it('events: a forked child faults the untouched shared pages through the FORK uffd, each once, then REMOVE and REMAP', async function () {
+        // As uffd-unit-tests' events on shared memory: the parent touches nothing, so every page
+        // is first faulted by the child, through the uffd the FORK event hands over.
+        const dontneed = type.hugetlb ? emptyUnavailable(MEMTYPES.find((t) => t.name === 'hugetlb-private') as MemType) : undefined;
+        skipIf(this, unavailable(type, type.missingFeature, 'EVENT_FORK', 'EVENT_REMAP', 'EVENT_REMOVE') ?? dontneed ?? kernelModeUnavailable());
+        using uffd = Userfaultfd.open({ features: ['EVENT_FORK', 'EVENT_REMAP', 'EVENT_REMOVE'], userModeOnly: false });
+        using mem = type.create(units);
+        const src = indexed(type, units);
+        uffd.register(mem);
+        const seen: string[] = [];
+        const children: Userfaultfd[] = [];
+        const childFaults: bigint[] = [];
+        let parentFaults = 0;
+        uffd.on('pagefault', () => parentFaults++);
+        uffd.on('fork', (ev) => {
+          seen.push('fork');
+          const child = ev.uffd;
+          children.push(child);
+          let base = mem.address;
+          child.on('remap', (e) => {
+            seen.push('child remap');
+            base = e.to;
+          });
+          child.on('remove', () => seen.push('child remove'));
+          child.on('pagefault', (f) => {
+            const at = unitOf(type, f.address);
+            const offset = Number(at - base);
+            childFaults.push(BigInt(offset));
+            try {
+              child.copy(at, src.subarray(offset, offset + type.unit));
+            } catch (err) {
+              if ((err as { code?: string }).code !== 'EEXIST') throw err;
+              child.wake({ address: at, length: type.unit }); // another thread's fault on the same page
+            }
+          });
+        });
+        const r = await testing.forkTouch(mem, { stride: type.unit, dontneed: true, mremap: !type.hugetlb, expect: 'index' });
+        expect(r).to.deep.equal({ status: 0, signal: null });
+        expect(seen.filter((x) => x === 'fork')).to.have.length(1);
+        expect(seen).to.include('child remove');
+        if (!type.hugetlb) expect(seen).to.include('child remap');
+        // Every unit was faulted, each once: after the REMOVE the shared pages are still the
+        // file's, so reading them again raises no fault.
+        const offsets = [...new Set(childFaults)].sort((a, b) => (a < b ? -1 : 1));
+        expect(offsets).to.deep.equal(Array.from({ length: units }, (_, i) => BigInt(i * type.unit)));
+        expect(childFaults).to.have.length(units);
+        expect(parentFaults).to.equal(0);
+        // The parent sees the child's data: the pages are shared.
+        expect(new BigUint64Array(mem.buffer)[type.unit / 8]).to.equal(src.readBigUInt64LE(type.unit));
+        for (const c of children) c.close();
+      });
+    }
+
     it('events: MADV_DONTNEED is a REMOVE event, and the pages fault again (zeros after remove)', async function () {
       skipIf(this, unavailable(type, type.missingFeature, 'EVENT_REMOVE') ?? emptyUnavailable(type));
       using uffd = Userfaultfd.open({ features: ['EVENT_REMOVE'] });
