@@ -377,33 +377,35 @@ describe('WriteTracker', function () {
       }
     });
 
-    it('clearing the second half of a written huge page leaves the first half written (pagemap_ioctl hpage_unit_tests: clear second half)', function () {
-      const { mem, base } = hugeMapping(this);
+    /** Runs `check` on one written huge page registered for WP_ASYNC tracking, then unmaps it. */
+    function withTrackedHuge(ctx: Mocha.Context, check: (base: bigint, written: () => [number, number][]) => void): void {
+      const { mem, base } = hugeMapping(ctx);
       try {
         using uffd = Userfaultfd.open({ features: ['WP_ASYNC', 'WP_UNPOPULATED'] });
         uffd.register({ address: base, length: H }, { wp: true });
-        const half = H / P / 2;
-        const cleared = pagemapScan({ start: base + BigInt(H / 2), end: base + BigInt(H), categories: ['WRITTEN'], wpMatching: true, checkWpAsync: true, maxPages: half });
-        expect(spansOf(cleared.regions, base, P)).to.deep.equal([[half, H / P]]);
-        expect(spansOf(pagemapScan({ start: base, end: base + BigInt(H), categories: ['WRITTEN'] }).regions, base, P)).to.deep.equal([[0, half]]);
+        check(base, () => spansOf(pagemapScan({ start: base, end: base + BigInt(H), categories: ['WRITTEN'] }).regions, base, P));
       } finally {
         mem.unmap();
       }
+    }
+
+    it('clearing the second half of a written huge page leaves the first half written (pagemap_ioctl hpage_unit_tests: clear second half)', function () {
+      withTrackedHuge(this, (base, written) => {
+        const half = H / P / 2;
+        const cleared = pagemapScan({ start: base + BigInt(H / 2), end: base + BigInt(H), categories: ['WRITTEN'], wpMatching: true, checkWpAsync: true, maxPages: half });
+        expect(spansOf(cleared.regions, base, P)).to.deep.equal([[half, H / P]]);
+        expect(written()).to.deep.equal([[0, half]]);
+      });
     });
 
     it('half a written huge page got and cleared through a one-region buffer; the other half stays written (pagemap_ioctl hpage_unit_tests: get half huge page)', function () {
-      const { mem, base } = hugeMapping(this);
-      try {
-        using uffd = Userfaultfd.open({ features: ['WP_ASYNC', 'WP_UNPOPULATED'] });
-        uffd.register({ address: base, length: H }, { wp: true });
+      withTrackedHuge(this, (base, written) => {
         const half = H / P / 2;
         const got = pagemapScan({ start: base, end: base + BigInt(H), categories: ['WRITTEN'], wpMatching: true, checkWpAsync: true, maxRegions: 1, maxPages: half });
         expect(spansOf(got.regions, base, P)).to.deep.equal([[0, half]]);
         expect(got.walkEnd).to.equal(base + BigInt(H / 2));
-        expect(spansOf(pagemapScan({ start: base, end: base + BigInt(H), categories: ['WRITTEN'] }).regions, base, P)).to.deep.equal([[half, H / P]]);
-      } finally {
-        mem.unmap();
-      }
+        expect(written()).to.deep.equal([[half, H / P]]);
+      });
     });
 
     it('hugePages: true keeps a huge page until its first write, which the kernel splits: reports stay per page', function () {
