@@ -77,7 +77,7 @@ function expectThrowsCode(fn: () => unknown, type: new (...a: never[]) => Error,
 describe('pagemapScan', function () {
   before(function () {
     const s = probePagemapScan();
-    skipIf(this, s.supported ? undefined : `PAGEMAP_SCAN is unsupported: ${s.error}`);
+    skipIf(this, s.supported ? undefined : `PAGEMAP_SCAN is unsupported (Linux 6.7): ${s.error}`);
   });
 
   describe('kernel argument checks (raw struct pm_scan_arg, errno asserted)', function () {

@@ -16,7 +16,7 @@ describe('examples/snapshot: incremental snapshot of a Mapping', function () {
 
   for (const type of MEMTYPES.filter((t) => ['anon', 'shmem', 'hugetlb'].includes(t.name))) {
     it(`${type.name}: each round saves only the pages written since the last; every round restores byte for byte`, function () {
-      skipIf(this, unavailable(type, 'WP_ASYNC') ?? (kernel().pagemapScan.supported ? undefined : 'PAGEMAP_SCAN is unsupported'));
+      skipIf(this, unavailable(type, 'WP_ASYNC') ?? (kernel().pagemapScan.supported ? undefined : 'PAGEMAP_SCAN is unsupported (Linux 6.7)'));
       // Ten units at least (the rounds write unit 9); with huge pages above 4 MiB (arm64 with
       // 16 KiB pages has 32 MiB ones) that is hundreds of MiB copied each round: skip there.
       skipIf(this, type.hugetlb && type.unit > 4 << 20 ? `huge pages of ${type.unit >> 20} MiB make this round trip too large` : undefined);

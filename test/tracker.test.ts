@@ -41,7 +41,7 @@ const TYPES: TrackedType[] = [
 ];
 
 function why(type: TrackedType): string | undefined {
-  return unavailable(type.base, 'WP_ASYNC') ?? (kernel().pagemapScan.supported ? undefined : 'PAGEMAP_SCAN is unsupported');
+  return unavailable(type.base, 'WP_ASYNC') ?? (kernel().pagemapScan.supported ? undefined : 'PAGEMAP_SCAN is unsupported (Linux 6.7)');
 }
 
 describe('WriteTracker', function () {

@@ -7,6 +7,7 @@ import { pageSize } from '../../lib/core/sysinfo';
 import { hugePageSize } from '../../lib/core/sysinfo';
 import { hugetlbUnavailable } from './hugetlb';
 import { openDescriptor } from '../../lib/core/userfaultfd';
+import { FEATURES } from '../../lib/core/constants';
 
 export interface MemType {
   name: 'anon' | 'shmem' | 'shmem-private' | 'hugetlb' | 'hugetlb-private';
@@ -100,7 +101,7 @@ export function unavailable(type: MemType | undefined, ...features: (FeatureName
   if (denied.length > 0) return `not privileged for ${denied.map((f) => `${f} (${kernel().denied[f]})`).join(', ')}: needs CAP_SYS_PTRACE`;
   const broken = missing.filter((f) => kernel().broken[f] !== undefined);
   if (broken.length > 0) return `${broken.join(', ')}: ${kernel().broken[broken[0]]}`;
-  if (missing.length > 0) return `the kernel lacks ${missing.join(', ')}`;
+  if (missing.length > 0) return `the kernel lacks ${missing.map((f) => `${f} (Linux ${FEATURES[f].since})`).join(', ')}`;
   return undefined;
 }
 
