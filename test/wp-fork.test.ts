@@ -9,9 +9,21 @@
  * read the FORK message, so each case runs in a child process with a hard timeout.
  */
 import { expect } from 'chai';
+import * as os from 'node:os';
 import { childJson } from './helpers/child';
 import { MEMTYPES, kernelModeUnavailable, skipIf, unavailable } from './helpers/memtypes';
 import { uffdWpBitUnavailable } from './helpers/pagemap';
+
+/**
+ * A kernel defect, not ours: Linux 6.1 (seen on Debian's 6.1.0-57, x86_64) keeps the uffd-wp bit
+ * of a private hugetlb page in a child forked without EVENT_FORK, where 6.12 and later drop it as
+ * uffd-unit-tests expects. The child has no uffd there, so its writes are ordinary copy-on-write
+ * faults; only the stale bit shows. Kernels between the two were not tried.
+ */
+function hugetlbForkKeepsBit(): string | undefined {
+  const [major, minor] = os.release().split('.').map(Number);
+  return major < 6 || (major === 6 && minor < 12) ? 'Linux < 6.12 keeps the uffd-wp bit of a private hugetlb page in a child forked without EVENT_FORK (a kernel defect, seen on 6.1)' : undefined;
+}
 
 interface ForkBits {
   parentPresent: boolean;
@@ -29,6 +41,7 @@ for (const type of MEMTYPES) {
       it(`${name}: the child ${withEvent ? 'keeps' : 'drops'} the uffd-wp bit, of a present pte and of a zapped one`, function () {
         skipIf(this, unavailable(type, type.wpFeature, withEvent ? 'EVENT_FORK' : undefined) ?? uffdWpBitUnavailable());
         skipIf(this, withEvent ? kernelModeUnavailable() : undefined);
+        skipIf(this, !withEvent && type.name === 'hugetlb-private' ? hugetlbForkKeepsBit() : undefined);
         const out = childJson<ForkBits>(
           `
           const fs = require('node:fs');
